@@ -1,0 +1,189 @@
+"""``gemfactory`` command line. Heavy imports happen inside each command, not at start-up."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from .errors import GemError
+
+KINDS = ("llms", "vision_towers", "ecg_encoders", "connectors", "templates", "eval_tasks")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot place an optional positional after options (chat CKPT --ecg R "question")
+    if extra and getattr(args, "command", None) == "chat" and args.question is None \
+            and not any(e.startswith("-") for e in extra):
+        args.question = " ".join(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return args.func(args) or 0
+    except GemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gemfactory", description=__doc__.splitlines()[0])
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="registered components by kind")
+    s.add_argument("kind", nargs="?", choices=KINDS)
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("train", help="train a recipe")
+    s.add_argument("recipe")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.seed=1")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("chat", help="ask a trained model (one shot, or interactive without a question)")
+    s.add_argument("checkpoint")
+    s.add_argument("question", nargs="?")
+    s.add_argument("--ecg", help="WFDB record path without extension")
+    s.add_argument("--image")
+    s.add_argument("--max-new-tokens", type=int, default=128)
+    s.add_argument("--temperature", type=float, default=0.0)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("eval", help="score a checkpoint on an eval task")
+    s.add_argument("checkpoint")
+    s.add_argument("--task", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--image-folder")
+    s.add_argument("--ecg-folder")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--out", help="folder for the JSON record")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("data", help="data tools")
+    dsub = s.add_subparsers(dest="data_command", required=True, metavar="TOOL")
+    d = dsub.add_parser("synth", help="write the synthetic ECG dataset of the tiny recipe")
+    d.add_argument("out")
+    d.add_argument("--n-train", type=int, default=2400)
+    d.add_argument("--n-test", type=int, default=300)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_data_synth)
+
+    s = sub.add_parser("template", help="template tools")
+    tsub = s.add_subparsers(dest="template_command", required=True, metavar="TOOL")
+    t = tsub.add_parser("check", help="render samples with the supervised spans marked")
+    t.add_argument("recipe")
+    t.add_argument("overrides", nargs="*")
+    t.add_argument("--n", type=int, default=3)
+    t.set_defaults(func=cmd_template_check)
+
+    s = sub.add_parser("recipe", help="recipe tools")
+    rsub = s.add_subparsers(dest="recipe_command", required=True, metavar="TOOL")
+    r = rsub.add_parser("check", help="validate a recipe and build its model")
+    r.add_argument("recipe")
+    r.add_argument("overrides", nargs="*")
+    r.set_defaults(func=cmd_recipe_check)
+    return p
+
+
+# commands ----------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from .registry import REGISTRIES
+
+    for kind in [args.kind] if args.kind else KINDS:
+        reg = REGISTRIES[kind]
+        print(f"{kind}:")
+        for e in reg.entries():
+            origin = "built-in" if e.origin == "gemfactory" else f"{e.origin} {e.version}".strip()
+            print(f"  {e.name:<20} {origin:<24} {_summary(e.obj)}")
+        for name, msg in reg.plugin_errors().items():
+            print(f"  {name:<20} BROKEN: {msg}")
+    return 0
+
+
+def _summary(obj) -> str:
+    doc = (getattr(obj, "__doc__", "") or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
+def cmd_train(args) -> int:
+    from .config import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    from .train.trainer import train
+
+    final = train(recipe)
+    print(f"model saved to {final}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from .infer.chat import run_chat
+
+    return run_chat(args)
+
+
+def cmd_eval(args) -> int:
+    from .eval.run import evaluate
+    from .infer.load import load_pretrained_model
+
+    loaded = load_pretrained_model(args.checkpoint)
+    record = evaluate(loaded, args.task, args.data, args.image_folder, args.ecg_folder,
+                      args.limit, args.batch_size)
+    m = record["metrics"]
+    print(f"{args.task}: accuracy {m['accuracy']:.3f} on {m['n']} samples ({m['unparsed']} unparsable)")
+    for kind, km in m.get("by_kind", {}).items():
+        print(f"  {kind}: accuracy {km['accuracy']:.3f} on {km['n']}")
+    if args.out:
+        from pathlib import Path
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{Path(loaded.path).parent.name}-{args.task}.json"
+        path.write_text(json.dumps(record, indent=1))
+        print(f"record written to {path}")
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from .data.synth import synthesize
+
+    summary = synthesize(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_template_check(args) -> int:
+    from .template.check import check_recipe_template
+
+    return check_recipe_template(args.recipe, args.overrides, args.n)
+
+
+def cmd_recipe_check(args) -> int:
+    from .config import load_recipe
+    from .model.builder import build_config, build_tokenizer
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    from .train.trainer import _tokenizer_texts
+    from .registry import LLMS, TEMPLATES
+
+    template = TEMPLATES.get(recipe.model.template or LLMS.get(recipe.model.llm.name).default_template)()
+    texts = None if (recipe.model.llm.tokenizer or recipe.model.llm.path) else _tokenizer_texts(recipe, template)
+    tok = build_tokenizer(recipe.model, texts)
+    config = build_config(recipe.model, tok)
+    print(f"{args.recipe}: ok (llm {config.llm_family}, template {config.template}, "
+          f"vision {config.vision and config.vision['name']}, ecg {config.ecg and config.ecg['name']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""LLaVA/GEM-style JSON datasets with image, ECG and text-only samples mixed freely."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from ..template.base import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+
+
+def load_items(path: str | Path) -> list[dict]:
+    """Read a JSON list (or JSON-lines) of items; structural problems name the file and item."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise DataError(f"{p}: the file is empty (expected a JSON list of samples)")
+    try:
+        if p.suffix == ".jsonl":
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(items, list):
+        raise DataError(f"{p}: expected a JSON list of samples, got {type(items).__name__}")
+    if not items:
+        raise DataError(f"{p}: the list of samples is empty")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise DataError(f"{p}: item {i} is a {type(item).__name__}, expected an object")
+        if "conversations" not in item and "conversation" not in item:
+            raise DataError(f"{p}: item {i} (id {item.get('id', '?')!r}) has no 'conversations' field")
+    return items
+
+
+@dataclass
+class SkipLog:
+    """Samples that could not be used, by id, with the reason."""
+
+    skipped: dict[str, str] = field(default_factory=dict)
+    seen: int = 0
+
+    def add(self, item_id: str, reason: str) -> None:
+        if item_id not in self.skipped:
+            log.warning("skipping sample %s: %s", item_id, reason)
+        self.skipped[item_id] = reason
+
+    @property
+    def fraction(self) -> float:
+        return len(self.skipped) / max(self.seen, 1)
+
+
+class GemDataset(Dataset):
+    def __init__(self, path, processor, image_folder=".", ecg_folder=".", on_bad_sample="skip"):
+        self.path = str(path)
+        self.items = load_items(path)
+        self.processor = processor
+        self.image_folder = image_folder
+        self.ecg_folder = ecg_folder
+        self.on_bad_sample = on_bad_sample
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        item = self.items[i]
+        try:
+            return self.processor.sample(item, self.image_folder, self.ecg_folder)
+        except DataError as exc:
+            if self.on_bad_sample == "error":
+                raise DataError(f"{self.path}: {exc}") from None
+            return {"skip": str(exc), "id": str(item.get("id", i))}
+
+    def texts(self):
+        """Every text of the dataset (to train a tiny tokenizer)."""
+        for item in self.items:
+            for turn in item.get("conversations", item.get("conversation", [])):
+                if isinstance(turn, dict) and isinstance(turn.get("value", turn.get("content")), str):
+                    yield turn.get("value", turn.get("content"))
+
+
+class Collator:
+    """Pads text (right side for training, left for generation) and stacks modality inputs."""
+
+    def __init__(self, pad_token_id: int, skip_log: SkipLog | None = None, padding_side="right"):
+        self.pad_token_id = pad_token_id
+        self.skip_log = skip_log if skip_log is not None else SkipLog()
+        self.padding_side = padding_side
+
+    def __call__(self, features: list[dict]) -> dict:
+        self.skip_log.seen += len(features)
+        good = []
+        for f in features:
+            if "skip" in f:
+                self.skip_log.add(f["id"], f["skip"])
+            else:
+                good.append(f)
+        if not good:
+            raise DataError(
+                f"a whole batch of {len(features)} samples was unusable; first: {features[0]['skip']}"
+            )
+        batch = {
+            "input_ids": self._pad([f["input_ids"] for f in good], self.pad_token_id),
+            "attention_mask": self._pad([torch.ones_like(f["input_ids"]) for f in good], 0),
+        }
+        if all("labels" in f for f in good):
+            batch["labels"] = self._pad([f["labels"] for f in good], IGNORE_INDEX)
+        for key in ("pixel_values", "ecg"):
+            present = [f[key] for f in good if key in f]
+            if present:
+                batch[key] = torch.stack(present)
+        return batch
+
+    def _pad(self, seqs: list[torch.Tensor], value: int) -> torch.Tensor:
+        longest = max(len(s) for s in seqs)
+        out = torch.full((len(seqs), longest), value, dtype=seqs[0].dtype)
+        for row, s in enumerate(seqs):
+            if self.padding_side == "right":
+                out[row, : len(s)] = s
+            else:
+                out[row, longest - len(s):] = s
+        return out

@@ -1,0 +1,149 @@
+"""One sample (conversation + optional ECG record + optional image) -> model inputs.
+
+Shared by training, chat, the app and eval so that a prompt is built the same way everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..ecg.spec import SignalSpec
+from ..errors import DataError
+from ..template.base import (
+    ECG_TOKEN, IGNORE_INDEX, IMAGE_TOKEN, ChatTemplate, Turn, normalize_conversation,
+)
+from .ecg_io import ECGStats, read_ecg
+
+MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs with a clear message
+
+
+@dataclass
+class Processor:
+    tokenizer: object
+    template: ChatTemplate
+    modality_tokens: dict[str, int]  # "image"/"ecg" -> tokens per input
+    image_processor: object = None  # callable(list[PIL]) -> tensor
+    signal_spec: SignalSpec | None = None
+    layout: str = "separate"
+    max_length: int = 2048
+    ecg_stats: ECGStats = field(default_factory=ECGStats)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, template: ChatTemplate, max_length: int = 2048):
+        return cls(
+            tokenizer=tokenizer,
+            template=template,
+            modality_tokens=model.modality_tokens(),
+            image_processor=model.vision_tower.image_processor() if model.vision_tower is not None else None,
+            signal_spec=model.ecg_encoder.signal_spec if model.ecg_encoder is not None else None,
+            layout=model.config.layout,
+            max_length=max_length,
+        )
+
+    # inputs -------------------------------------------------------------------------------
+    def load_image(self, path: str | Path) -> torch.Tensor:
+        if self.image_processor is None:
+            raise DataError(f"image {path}: this model has no vision tower")
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"image not found: {p}")
+        try:
+            with Image.open(p) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"image {p}: {img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS}"
+                    )
+                img.load()
+                return self.image_processor([img])[0]
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+    def image_tensor(self, image: Image.Image) -> torch.Tensor:
+        if self.image_processor is None:
+            raise DataError("this model has no vision tower, so it cannot take an image")
+        return self.image_processor([image])[0]
+
+    def load_ecg(self, record: str | Path) -> torch.Tensor:
+        if self.signal_spec is None:
+            raise DataError(f"ECG {record}: this model has no ECG encoder")
+        return torch.from_numpy(read_ecg(record, self.signal_spec, stats=self.ecg_stats))
+
+    # text ---------------------------------------------------------------------------------
+    def _place(self, turns: list[Turn], has_image: bool, has_ecg: bool, item_id: str) -> list[Turn]:
+        """Check placeholders against the inputs; apply GEM's layout."""
+        text = "".join(t.text for t in turns if t.role != "assistant")
+        n_img, n_ecg = text.count(IMAGE_TOKEN), text.count(ECG_TOKEN)
+        if any(IMAGE_TOKEN in t.text or ECG_TOKEN in t.text for t in turns if t.role == "assistant"):
+            raise DataError(f"sample {item_id}: placeholders may only appear in user turns")
+        if self.layout == "gem" and has_ecg and n_ecg == 0 and n_img == 1:
+            # GEM: the single <image> stands for the ECG tokens followed by the image tokens
+            repl = ECG_TOKEN + (IMAGE_TOKEN if has_image else "")
+            turns = [Turn(t.role, t.text.replace(IMAGE_TOKEN, repl)) for t in turns]
+            n_ecg, n_img = 1, int(has_image)
+        for name, count, present in (("<image>", n_img, has_image), ("<ecg>", n_ecg, has_ecg)):
+            if count != int(present):
+                have = "one" if present else "no"
+                raise DataError(
+                    f"sample {item_id}: the text has {count} {name} placeholder(s) but the sample has "
+                    f"{have} {name[1:-1]} input (expected {int(present)})"
+                )
+        return turns
+
+    def encode(self, turns: list[Turn], *, has_image=False, has_ecg=False, item_id="?",
+               generation=False) -> dict:
+        turns = self._place(turns, has_image, has_ecg, item_id)
+        enc = self.template.encode(turns, self.tokenizer, add_generation_prompt=generation)
+        ids, labels = self._expand(enc.input_ids, enc.labels)
+        if not generation:
+            if len(ids) > self.max_length:
+                ids, labels = self._truncate(ids, labels, item_id)
+            if all(label == IGNORE_INDEX for label in labels):
+                raise DataError(f"sample {item_id}: no supervised token (no assistant reply to learn)")
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+
+    def _expand(self, ids: list[int], labels: list[int]):
+        repeat = {}
+        for name, token in (("image", IMAGE_TOKEN), ("ecg", ECG_TOKEN)):
+            if name in self.modality_tokens:
+                repeat[self.tokenizer.convert_tokens_to_ids(token)] = self.modality_tokens[name]
+        out_ids, out_labels = [], []
+        for i, label in zip(ids, labels):
+            n = repeat.get(i, 1)
+            out_ids += [i] * n
+            out_labels += [IGNORE_INDEX if n > 1 or i in repeat else label] * n
+        return out_ids, out_labels
+
+    def _truncate(self, ids, labels, item_id):
+        special = {self.tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, ECG_TOKEN)}
+        last_modality = max((k for k, i in enumerate(ids) if i in special), default=-1)
+        if last_modality >= self.max_length:
+            raise DataError(
+                f"sample {item_id}: {len(ids)} tokens exceed max_length {self.max_length} and cutting "
+                f"would drop ECG/image tokens"
+            )
+        return ids[: self.max_length], labels[: self.max_length]
+
+    # whole samples ------------------------------------------------------------------------
+    def sample(self, item: dict, image_folder=".", ecg_folder=".") -> dict:
+        """A LLaVA/GEM JSON item -> features (raises DataError on any problem)."""
+        item_id = str(item.get("id", "?"))
+        convs = item.get("conversations", item.get("conversation"))
+        turns = normalize_conversation(convs, item_id)
+        image = item.get("image")
+        ecg = item.get("ecg")
+        for key, value in (("image", image), ("ecg", ecg)):
+            if value is not None and not isinstance(value, str):
+                raise DataError(f"sample {item_id}: {key!r} must be a path string, got {type(value).__name__}")
+        feats = self.encode(turns, has_image=bool(image), has_ecg=bool(ecg), item_id=item_id)
+        try:
+            if image:
+                feats["pixel_values"] = self.load_image(Path(image_folder) / image)
+            if ecg:
+                feats["ecg"] = self.load_ecg(Path(ecg_folder) / ecg)
+        except DataError as exc:
+            raise DataError(f"sample {item_id}: {exc}") from None
+        feats["id"] = item_id
+        return feats

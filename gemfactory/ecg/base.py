@@ -1,0 +1,59 @@
+"""Interface of ECG encoders: signals [B, leads, samples] -> tokens [B, N, D]."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .spec import SignalSpec
+
+
+class ECGEncoder(nn.Module):
+    """Subclasses set ``hidden_size`` and ``num_tokens`` and declare their :class:`SignalSpec`.
+
+    ``default_arch`` is the full-size architecture, ``tiny_arch`` the test twin (selected with
+    ``arch: {tiny: true}``); ``default_signal`` the spec the full-size model was trained on.
+    """
+
+    default_arch: dict = {}
+    tiny_arch: dict = {}
+    default_signal: dict = {}
+
+    def __init__(self, arch: dict, signal_spec: SignalSpec):
+        super().__init__()
+        self.arch = dict(arch)
+        self.signal_spec = signal_spec
+        self.hidden_size = 0
+        self.num_tokens = 0
+
+    @classmethod
+    def resolve(cls, arch: dict, signal: dict) -> tuple[dict, SignalSpec]:
+        """Full architecture dict and signal spec for recipe overrides (``tiny: true`` picks the twin)."""
+        arch = dict(arch)
+        base = cls.tiny_arch if arch.pop("tiny", False) else cls.default_arch
+        unknown = set(arch) - set(cls.default_arch)
+        if unknown:
+            raise ConfigError(
+                f"model.ecg.arch: unknown keys {sorted(unknown)} for {cls.__name__}; "
+                f"expected some of {sorted(cls.default_arch)}"
+            )
+        merged = {**cls.default_arch, **base, **arch}
+        spec = SignalSpec.from_dict({**cls.default_signal, **base.get("_signal", {}), **signal})
+        merged.pop("_signal", None)
+        return merged, spec
+
+    def load_pretrained(self, path: str) -> None:
+        from ..model.weights import load_state_file
+
+        state = load_state_file(path, key="model.ecg.path")
+        missing, unexpected = self.load_state_dict(self.map_pretrained_names(state), strict=False)
+        if missing:
+            raise ConfigError(
+                f"model.ecg.path: {path} lacks weights for {len(missing)} parameters, e.g. {missing[:3]}"
+            )
+
+    def map_pretrained_names(self, state: dict) -> dict:
+        return state
+
+    def forward(self, signals: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,84 @@
+"""What an LLM family provides: its HF architecture, tokenizer conventions and default template.
+
+A family builds a causal LM and its tokenizer from a local HF folder (real weights, offline) or,
+for tests and the tiny recipe, from a small config plus a byte-level BPE trained on the data.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+class LLMFamily:
+    name = "base"
+    model_type = ""  # transformers model_type (AutoConfig.for_model)
+    default_template = "vicuna_v1"
+    has_bos = True
+    bos_token: str | None = "<s>"
+    eos_token = "</s>"
+    pad_token: str | None = "<pad>"  # None: reuse eos (after adding nothing to the vocab)
+    unk_token: str | None = "<unk>"
+    extra_special_tokens: tuple[str, ...] = ()  # template markers that must stay whole tokens
+    tiny_arch: dict = {}  # architecture of the tiny twin; recipe `arch` keys override
+
+    # configs ------------------------------------------------------------------------------
+    def make_config(self, arch: dict, vocab_size: int, path: str | None = None):
+        from transformers import AutoConfig
+
+        if path:
+            _require_dir(path, "model.llm.path")
+            config = AutoConfig.from_pretrained(path)
+            for key, value in arch.items():
+                setattr(config, key, value)
+        else:
+            settings = {**self.tiny_arch, "vocab_size": vocab_size, **arch}
+            try:
+                config = AutoConfig.for_model(self.model_type, **settings)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"model.llm.arch: invalid for {self.model_type}: {exc}") from None
+        if config.model_type != self.model_type and path:
+            raise ConfigError(
+                f"model.llm.path: {path} holds a {config.model_type!r} model, but LLM family "
+                f"{self.name!r} expects {self.model_type!r}"
+            )
+        config.vocab_size = max(int(getattr(config, "vocab_size", 0) or 0), vocab_size)
+        return config
+
+    # tokenizers ---------------------------------------------------------------------------
+    def special_tokens(self) -> dict[str, str]:
+        roles = {"bos_token": self.bos_token, "eos_token": self.eos_token,
+                 "pad_token": self.pad_token, "unk_token": self.unk_token}
+        return {k: v for k, v in roles.items() if v}
+
+    def load_tokenizer(self, path: str):
+        from transformers import AutoTokenizer
+
+        _require_dir(path, "model.llm.tokenizer")
+        tok = AutoTokenizer.from_pretrained(path)
+        if tok.pad_token is None:
+            # families without a pad token (Llama, Phi-2): pad with unk or eos; padding is masked
+            tok.pad_token = tok.unk_token or tok.eos_token
+        return tok
+
+    def train_tokenizer(self, texts, vocab_size: int):
+        from .tokenizer import train_bpe_tokenizer
+
+        specials = self.special_tokens()
+        tok = train_bpe_tokenizer(
+            texts, vocab_size, list(dict.fromkeys([*specials.values(), *self.extra_special_tokens]))
+        )
+        tok.add_special_tokens({k: v for k, v in specials.items()})
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+
+    def describe(self) -> str:
+        return f"{self.model_type} architecture, template {self.default_template}"
+
+
+def _require_dir(path: str, key: str) -> None:
+    if not Path(path).is_dir():
+        hint = " (set HF_HUB_OFFLINE=1 and point at a local folder)" if not os.path.isabs(path) else ""
+        raise ConfigError(f"{key}: {path!r} is not a local folder{hint}")

@@ -1,0 +1,85 @@
+"""Recipe -> GemForCausalLM + tokenizer, through the registries."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..registry import CONNECTORS, ECG_ENCODERS, LLMS, TEMPLATES, VISION_TOWERS
+from ..template.base import ECG_TOKEN, IMAGE_TOKEN
+from .configuration import GemConfig
+from .modeling import GemForCausalLM
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None):
+    family = LLMS.get(cfg.llm.name)()
+    source = cfg.llm.tokenizer or cfg.llm.path
+    if source:
+        tok = family.load_tokenizer(source)
+    else:
+        if texts is None:
+            raise ConfigError(
+                "model.llm.tokenizer: a tiny model without a tokenizer folder trains one on the "
+                "training data, so data.train must be set"
+            )
+        tok = family.train_tokenizer(texts, cfg.llm.tokenizer_vocab_size)
+    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, ECG_TOKEN]},
+                           replace_extra_special_tokens=False)
+    tok.padding_side = "right"
+    return tok
+
+
+def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
+    family = LLMS.get(cfg.llm.name)()
+    text_config = family.make_config(cfg.llm.arch, len(tokenizer), cfg.llm.path)
+    if cfg.llm.attn_implementation:
+        text_config._attn_implementation = cfg.llm.attn_implementation
+    template = cfg.template or family.default_template
+    TEMPLATES.get(template)  # fail early on unknown names
+    vision = ecg = None
+    connectors = {}
+    if cfg.vision is not None:
+        tower_cls = VISION_TOWERS.get(cfg.vision.name)
+        arch, options = tower_cls.resolve(cfg.vision.arch, cfg.vision.options, cfg.vision.path)
+        vision = {"name": cfg.vision.name, "arch": arch, "options": options}
+    if cfg.ecg is not None:
+        enc_cls = ECG_ENCODERS.get(cfg.ecg.name)
+        arch, spec = enc_cls.resolve(cfg.ecg.arch, cfg.ecg.signal)
+        ecg = {"name": cfg.ecg.name, "arch": arch, "signal": spec.to_dict()}
+    for modality, conn in cfg.connectors.items():
+        CONNECTORS.get(conn.name)
+        connectors[modality] = {"name": conn.name, "options": dict(conn.options)}
+    return GemConfig(
+        text_config=text_config,
+        llm_family=cfg.llm.name,
+        vision=vision,
+        ecg=ecg,
+        connectors=connectors,
+        template=template,
+        layout=cfg.layout,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        ecg_token_id=tokenizer.convert_tokens_to_ids(ECG_TOKEN),
+    )
+
+
+def build_model(cfg: ModelConfig, tokenizer) -> GemForCausalLM:
+    config = build_config(cfg, tokenizer)
+    language_model = None
+    if cfg.llm.path:
+        from transformers import AutoModelForCausalLM
+
+        language_model = AutoModelForCausalLM.from_pretrained(
+            cfg.llm.path, config=config.text_config, dtype=DTYPES[cfg.llm.dtype]
+        )
+    model = GemForCausalLM(config, language_model=language_model)
+    if language_model is not None and language_model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.language_model.resize_token_embeddings(len(tokenizer))
+    if cfg.vision is not None and cfg.vision.path:
+        model.vision_tower.load_pretrained(cfg.vision.path)
+    if cfg.ecg is not None and cfg.ecg.path:
+        model.ecg_encoder.load_pretrained(cfg.ecg.path)
+    return model.to(DTYPES[cfg.llm.dtype])

@@ -1,0 +1,65 @@
+"""Checkpoints are HF folders written atomically: temp folder, then one rename."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..errors import CheckpointError
+
+LATEST = "latest"  # text file in a run folder naming the newest complete model folder
+
+
+def save_checkpoint(model, tokenizer, out_dir: str | Path, recipe: dict | None = None) -> Path:
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if recipe is not None:
+            (tmp / "gemfactory_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        _fsync_tree(tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"could not save checkpoint to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def point_latest(run_dir: str | Path, model_dir: str | Path) -> None:
+    run = Path(run_dir)
+    tmp = run / f".{LATEST}.tmp"
+    tmp.write_text(os.path.relpath(model_dir, run) + "\n")
+    os.replace(tmp, run / LATEST)
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model folder, or a run folder whose ``latest`` file names one."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p
+    if (p / LATEST).is_file():
+        target = p / (p / LATEST).read_text().strip()
+        if (target / "config.json").is_file():
+            return target
+        raise CheckpointError(f"{p / LATEST} points at {target}, which holds no config.json")
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    raise CheckpointError(f"{p}: not a gemfactory checkpoint (no config.json and no '{LATEST}' file)")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for f in folder.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())

@@ -1,0 +1,146 @@
+"""GemForCausalLM: towers -> connectors -> placeholder tokens of a HF causal LM.
+
+The data layer expands each ``<image>`` / ``<ecg>`` placeholder into as many placeholder tokens
+as the modality yields, so sequence lengths are known before the forward pass; here the
+embeddings at those positions are replaced by the projected tower features, in order.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from ..errors import DataError
+from ..registry import CONNECTORS, ECG_ENCODERS, VISION_TOWERS
+from .configuration import GemConfig
+
+
+class GemPreTrainedModel(PreTrainedModel):
+    config_class = GemConfig
+    config: GemConfig
+    base_model_prefix = ""
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _skip_keys_device_placement = ["past_key_values"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        extra = getattr(module, "init_extra_parameters", None)
+        if callable(extra):
+            extra(init)
+
+
+class GemForCausalLM(GemPreTrainedModel):
+    def __init__(self, config: GemConfig, language_model: nn.Module | None = None):
+        super().__init__(config)
+        self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
+        llm_width = config.text_config.hidden_size
+        self.vision_tower = None
+        self.ecg_encoder = None
+        self.connectors = nn.ModuleDict()
+        if config.vision:
+            cls = VISION_TOWERS.get(config.vision["name"])
+            self.vision_tower = cls(config.vision["arch"], config.vision["options"])
+            self.connectors["image"] = _connector(config, "image", self.vision_tower.hidden_size, llm_width)
+        if config.ecg:
+            from ..ecg.spec import SignalSpec
+
+            cls = ECG_ENCODERS.get(config.ecg["name"])
+            self.ecg_encoder = cls(config.ecg["arch"], SignalSpec.from_dict(config.ecg["signal"]))
+            self.connectors["ecg"] = _connector(config, "ecg", self.ecg_encoder.hidden_size, llm_width)
+        self.post_init()
+
+    # embeddings -------------------------------------------------------------------------------
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value):
+        self.language_model.set_output_embeddings(value)
+
+    def modality_tokens(self) -> dict[str, int]:
+        """Tokens each placeholder expands to."""
+        out = {}
+        if self.vision_tower is not None:
+            out["image"] = self.vision_tower.num_tokens
+        if self.ecg_encoder is not None:
+            out["ecg"] = self.ecg_encoder.num_tokens
+        return out
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.connectors["image"](self.vision_tower(pixel_values))
+
+    def encode_ecg(self, signals: torch.Tensor) -> torch.Tensor:
+        return self.connectors["ecg"](self.ecg_encoder(signals))
+
+    def embed(self, input_ids, pixel_values=None, ecg=None) -> torch.Tensor:
+        embeds = self.get_input_embeddings()(input_ids)
+        for name, token_id, inputs, encode in (
+            ("image", self.config.image_token_id, pixel_values, self.encode_images),
+            ("ecg", self.config.ecg_token_id, ecg, self.encode_ecg),
+        ):
+            if token_id is None:
+                continue
+            mask = input_ids == token_id
+            n_slots = int(mask.sum())
+            if inputs is None or len(inputs) == 0:
+                if n_slots:
+                    raise DataError(f"the text has {n_slots} {name} placeholder tokens but no {name} input")
+                continue
+            feats = encode(inputs)
+            if feats.shape[0] * feats.shape[1] != n_slots:
+                raise DataError(
+                    f"{feats.shape[0]} {name} input(s) give {feats.shape[0] * feats.shape[1]} tokens, "
+                    f"but the text has {n_slots} {name} placeholder tokens"
+                )
+            embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
+        return embeds
+
+    # forward / generate -----------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        ecg: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids, pixel_values, ecg)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            labels=labels,
+            use_cache=use_cache,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask=None, pixel_values=None, ecg=None, **kwargs):
+        """Generate from a multimodal prompt; returns only the new tokens."""
+        embeds = self.embed(input_ids, pixel_values, ecg)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _connector(config: GemConfig, modality: str, in_dim: int, out_dim: int) -> nn.Module:
+    spec = config.connectors.get(modality)
+    if spec is None:
+        raise DataError(f"config.connectors.{modality} is missing for the {modality} encoder")
+    return CONNECTORS.get(spec["name"])(in_dim, out_dim, **spec.get("options", {}))

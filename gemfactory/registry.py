@@ -1,0 +1,184 @@
+"""Exact-name registries of components, filled by decorators and by plugin entry points.
+
+Built-in components live one per module under ``gemfactory/<package>/``; the registry imports
+that package's modules on the first lookup, so adding a component never edits a central list.
+Installed distributions add components through the entry-point group of the registry
+(``gemfactory.llms`` ...); they are loaded lazily, one entry point at a time, and a broken one
+only breaks lookups of its own name.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .errors import DuplicateComponent, PluginError, UnknownComponent
+
+BUILTIN = "gemfactory"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: Any
+    origin: str  # "gemfactory" for built-ins, else the distribution name
+    version: str = ""
+
+
+class Registry:
+    def __init__(self, kind: str, package: str, group: str):
+        self.kind = kind  # human name: "LLM", "vision tower", ...
+        self.package = package  # gemfactory subpackage holding the built-ins
+        self.group = group  # entry-point group
+        self._builtins: dict[str, Entry] = {}
+        self._plugins: dict[str, Entry] = {}  # keyed "distribution:name"
+        self._plugin_errors: dict[str, str] = {}  # name -> message of a plugin that failed to load
+        self._loaded_builtins = False
+        self._loaded_plugins = False
+
+    # registration -------------------------------------------------------------------------
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator registering a built-in component under an exact, lower-case name."""
+
+        def deco(obj):
+            self._add_builtin(name, obj)
+            return obj
+
+        return deco
+
+    def _add_builtin(self, name: str, obj: Any) -> None:
+        if not name or name != name.strip() or ":" in name:
+            raise ValueError(f"{self.kind} name {name!r} must be non-empty with no spaces or ':'")
+        if name in self._builtins and self._builtins[name].obj is not obj:
+            raise DuplicateComponent(
+                f"{self.kind} {name!r} is already registered by "
+                f"{_describe(self._builtins[name].obj)}; pick another name"
+            )
+        self._builtins[name] = Entry(name, obj, BUILTIN)
+
+    def add_plugin(self, name: str, obj: Any, distribution: str, version: str = "") -> None:
+        key = f"{distribution}:{name}"
+        if key in self._plugins and self._plugins[key].obj is not obj:
+            raise DuplicateComponent(f"{self.kind} {key!r} is registered twice")
+        self._plugins[key] = Entry(name, obj, distribution, version)
+
+    # loading ------------------------------------------------------------------------------
+    def _load_builtins(self) -> None:
+        if self._loaded_builtins:
+            return
+        self._loaded_builtins = True
+        pkg = importlib.import_module(f"gemfactory.{self.package}")
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"gemfactory.{self.package}.{info.name}")
+
+    def _load_plugins(self) -> None:
+        if self._loaded_plugins:
+            return
+        self._loaded_plugins = True
+        from importlib_metadata import entry_points
+
+        for ep in entry_points(group=self.group):
+            dist = ep.dist.name if ep.dist is not None else "unknown-distribution"
+            version = ep.dist.version if ep.dist is not None else ""
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not break unrelated lookups
+                self._plugin_errors[ep.name] = (
+                    f"plugin {self.kind} {ep.name!r} from distribution {dist!r} failed to load "
+                    f"(entry point {ep.value!r} in group {self.group!r}): "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                continue
+            self.add_plugin(ep.name, obj, dist, version)
+
+    def _ensure_loaded(self) -> None:
+        self._load_builtins()
+        self._load_plugins()
+
+    # lookup -------------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        return self.entry(name).obj
+
+    def entry(self, name: str) -> Entry:
+        self._ensure_loaded()
+        if ":" in name:
+            dist, _, short = name.partition(":")
+            if dist == BUILTIN and short in self._builtins:
+                return self._builtins[short]
+            if name in self._plugins:
+                return self._plugins[name]
+            self._raise_unknown(name)
+        clashing = [e for k, e in self._plugins.items() if e.name == name]
+        if name in self._builtins:
+            if clashing:
+                raise DuplicateComponent(
+                    f"{self.kind} {name!r} is both built in and provided by "
+                    f"{', '.join(repr(e.origin) for e in clashing)}; name it fully, e.g. "
+                    f"'{BUILTIN}:{name}' or '{clashing[0].origin}:{name}'"
+                )
+            return self._builtins[name]
+        if len(clashing) == 1:
+            return clashing[0]
+        if len(clashing) > 1:
+            raise DuplicateComponent(
+                f"{self.kind} {name!r} is provided by several plugins "
+                f"({', '.join(e.origin for e in clashing)}); name it as 'distribution:{name}'"
+            )
+        if name in self._plugin_errors:
+            raise PluginError(self._plugin_errors[name])
+        self._raise_unknown(name)
+
+    def _raise_unknown(self, name: str):
+        known = self.names()
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownComponent(
+            f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})"
+        )
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        names = set(self._builtins)
+        for key, e in self._plugins.items():
+            names.add(key if e.name in self._builtins else e.name)
+        return sorted(names)
+
+    def entries(self) -> Iterator[Entry]:
+        self._ensure_loaded()
+        yield from (self._builtins[n] for n in sorted(self._builtins))
+        yield from (self._plugins[k] for k in sorted(self._plugins))
+
+    def plugin_errors(self) -> dict[str, str]:
+        self._ensure_loaded()
+        return dict(self._plugin_errors)
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.entry(name)
+            return True
+        except (UnknownComponent, PluginError, DuplicateComponent):
+            return False
+
+
+def _describe(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+LLMS = Registry("LLM", "llm", "gemfactory.llms")
+VISION_TOWERS = Registry("vision tower", "vision", "gemfactory.vision_towers")
+ECG_ENCODERS = Registry("ECG encoder", "ecg", "gemfactory.ecg_encoders")
+CONNECTORS = Registry("connector", "connector", "gemfactory.connectors")
+TEMPLATES = Registry("template", "template", "gemfactory.templates")
+EVAL_TASKS = Registry("eval task", "eval.tasks", "gemfactory.eval_tasks")
+
+REGISTRIES: dict[str, Registry] = {
+    "llms": LLMS,
+    "vision_towers": VISION_TOWERS,
+    "ecg_encoders": ECG_ENCODERS,
+    "connectors": CONNECTORS,
+    "templates": TEMPLATES,
+    "eval_tasks": EVAL_TASKS,
+}

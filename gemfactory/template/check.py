@@ -1,0 +1,66 @@
+"""``gemfactory template check``: show rendered samples with the supervised spans marked."""
+from __future__ import annotations
+
+from ..errors import DataError
+from ..template.base import IGNORE_INDEX
+
+OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦supervised⟧
+
+
+def marked(tokenizer, ids: list[int], labels: list[int]) -> str:
+    out, inside = [], False
+    for i, label in zip(ids, labels):
+        sup = label != IGNORE_INDEX
+        if sup != inside:
+            out.append(OPEN if sup else CLOSE)
+            inside = sup
+        out.append(tokenizer.decode([i]))
+    if inside:
+        out.append(CLOSE)
+    return "".join(out)
+
+
+def check_sample(template, turns, tokenizer) -> str:
+    """Render one conversation; raise when supervision does not match the assistant replies."""
+    enc = template.encode(turns, tokenizer)
+    supervised = [i for i, label in zip(enc.input_ids, enc.labels) if label != IGNORE_INDEX]
+    if not supervised:
+        raise DataError("no supervised token: no assistant reply would be learned")
+    replies = [t.text.strip() for t in turns if t.role == "assistant"]
+    text = tokenizer.decode(supervised, skip_special_tokens=True)
+    missing = [r for r in replies if r and r not in text]
+    if missing:
+        raise DataError(f"assistant reply not fully supervised: {missing[0][:60]!r}")
+    extra = text
+    for r in replies:
+        extra = extra.replace(r, "", 1)
+    if extra.strip():
+        raise DataError(f"text outside the assistant replies is supervised: {extra.strip()[:60]!r}")
+    return marked(tokenizer, enc.input_ids, enc.labels)
+
+
+def check_recipe_template(recipe_path: str, overrides, n: int) -> int:
+    from ..config import load_recipe
+    from ..data.dataset import load_items
+    from ..model.builder import build_tokenizer
+    from ..registry import LLMS, TEMPLATES
+    from ..template.base import normalize_conversation
+    from ..train.trainer import _tokenizer_texts
+
+    recipe = load_recipe(recipe_path, overrides)
+    template = TEMPLATES.get(recipe.model.template or LLMS.get(recipe.model.llm.name).default_template)()
+    texts = None if (recipe.model.llm.tokenizer or recipe.model.llm.path) else _tokenizer_texts(recipe, template)
+    tokenizer = build_tokenizer(recipe.model, texts)
+    items = load_items(recipe.stages[0].train or recipe.data.train)[:n]
+    failures = 0
+    for item in items:
+        item_id = item.get("id", "?")
+        try:
+            turns = normalize_conversation(item.get("conversations", item.get("conversation")), item_id)
+            print(f"--- {item_id} ({template.name})\n{check_sample(template, turns, tokenizer)}\n")
+        except DataError as exc:
+            failures += 1
+            print(f"--- {item_id}: FAILED: {exc}\n")
+    if failures:
+        raise DataError(f"template {template.name}: {failures} of {len(items)} samples failed the check")
+    return 0

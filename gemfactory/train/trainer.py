@@ -1,0 +1,195 @@
+"""The one trainer every recipe goes through: HF Trainer + optional DeepSpeed, stage by stage."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from ..config import Recipe, StageConfig
+from ..data.dataset import Collator, GemDataset, SkipLog, load_items
+from ..data.processor import Processor
+from ..errors import ConfigError, DataError
+from ..model.builder import build_model, build_tokenizer
+from ..model.checkpoint import point_latest, save_checkpoint
+from ..registry import TEMPLATES
+from .tuning import apply_tuning, component_of, parameter_counts
+
+log = logging.getLogger(__name__)
+DEEPSPEED_DIR = Path(__file__).with_name("deepspeed")
+
+
+class GemTrainer(Trainer):
+    """HF Trainer with per-component learning rates."""
+
+    def __init__(self, *args, lr_per_component: dict[str, float] | None = None, **kwargs):
+        self.lr_per_component = lr_per_component or {}
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple, dict] = {}
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            lr = self.lr_per_component.get(component_of(name), self.args.learning_rate)
+            wd = self.args.weight_decay if name in decay else 0.0
+            groups.setdefault((lr, wd), {"params": [], "lr": lr, "weight_decay": wd})["params"].append(p)
+        cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        kwargs.pop("lr", None)
+        self.optimizer = cls(list(groups.values()), **kwargs)
+        return self.optimizer
+
+
+class SkipGuard(TrainerCallback):
+    """Stops the run with a clear error once too many samples were unusable."""
+
+    def __init__(self, skip_log: SkipLog, dataset_size: int, max_fraction: float):
+        self.skip_log, self.size, self.max_fraction = skip_log, dataset_size, max_fraction
+
+    def on_step_end(self, args, state, control, **kwargs):
+        fraction = len(self.skip_log.skipped) / self.size
+        if fraction > self.max_fraction:
+            first = next(iter(self.skip_log.skipped.items()))
+            raise DataError(
+                f"{len(self.skip_log.skipped)} of {self.size} samples ({fraction:.1%}) were unusable, over "
+                f"data.max_bad_fraction={self.max_fraction}; first: {first[0]}: {first[1]}"
+            )
+
+
+def deepspeed_config(name: str | None) -> dict | None:
+    if not name:
+        return None
+    bundled = DEEPSPEED_DIR / f"{name}.json"
+    path = bundled if bundled.is_file() else Path(name)
+    if not path.is_file():
+        names = sorted(p.stem for p in DEEPSPEED_DIR.glob("*.json"))
+        raise ConfigError(
+            f"training.deepspeed: {name!r} is neither a bundled config ({', '.join(names)}) nor a JSON file"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"training.deepspeed: {path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def prepare_distributed_env(using_deepspeed: bool) -> None:
+    """Single-process DeepSpeed still needs a process group: fill in what a launcher would set."""
+    if not using_deepspeed:
+        return
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0",
+                          WORLD_SIZE="1", LOCAL_RANK="0")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path) -> TrainingArguments:
+    t = recipe.training
+    ds = deepspeed_config(t.deepspeed)
+    on_cpu = not torch.cuda.is_available()
+    bf16 = t.bf16 or (ds is not None and on_cpu)  # DeepSpeed on CPU runs in bf16 only
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps,
+        per_device_train_batch_size=stage.batch_size,
+        gradient_accumulation_steps=stage.gradient_accumulation_steps,
+        learning_rate=stage.lr,
+        weight_decay=stage.weight_decay,
+        warmup_steps=stage.warmup_ratio,
+        lr_scheduler_type=stage.scheduler,
+        logging_steps=t.logging_steps,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=bf16,
+        deepspeed=ds,
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and ds is not None else None,
+        gradient_checkpointing=t.gradient_checkpointing,
+        remove_unused_columns=False,
+        dataloader_num_workers=recipe.data.num_workers,
+        report_to=t.report_to or "none",
+        disable_tqdm=False,
+    )
+
+
+def _tokenizer_texts(recipe: Recipe, template) -> list[str]:
+    train = recipe.stages[0].train or recipe.data.train
+    if not train:
+        raise ConfigError(f"{recipe.source}: data.train: no training data given")
+    texts = []
+    for item in load_items(train):
+        for turn in item.get("conversations", item.get("conversation", [])):
+            if isinstance(turn, dict) and isinstance(turn.get("value"), str):
+                texts.append(turn["value"])
+    texts.append(getattr(template, "system", ""))
+    texts.append("USER: ASSISTANT: <|user|> <|assistant|> system user assistant model")
+    return texts
+
+
+def train(recipe: Recipe) -> Path:
+    """Run every stage; return the folder of the final model."""
+    prepare_distributed_env(bool(recipe.training.deepspeed))
+    deepspeed_config(recipe.training.deepspeed)  # fail early on a bad name
+    torch.manual_seed(recipe.training.seed)
+    run_dir = Path(recipe.training.output_dir)
+    from ..registry import LLMS
+
+    template = TEMPLATES.get(recipe.model.template or LLMS.get(recipe.model.llm.name).default_template)()
+    texts = None if (recipe.model.llm.tokenizer or recipe.model.llm.path) else _tokenizer_texts(recipe, template)
+    tokenizer = build_tokenizer(recipe.model, texts)
+    model = build_model(recipe.model, tokenizer)
+    final = None
+    for stage in recipe.stages:
+        final = run_stage(recipe, stage, model, tokenizer, template, run_dir)
+    return final
+
+
+def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, run_dir: Path) -> Path:
+    tunes = apply_tuning(model, stage)
+    counts = parameter_counts(model)
+    log.info("stage %s: %s", stage.name, ", ".join(
+        f"{k} {tunes[k]} ({v[0]:,}/{v[1]:,} trainable)" for k, v in counts.items()))
+    train_path = stage.train or recipe.data.train
+    if not train_path:
+        raise ConfigError(f"{recipe.source}: stages.{stage.name}: no training data (data.train)")
+    processor = Processor.from_model(model, tokenizer, template, stage.max_length or recipe.data.max_length)
+    dataset = GemDataset(train_path, processor, recipe.data.image_folder, recipe.data.ecg_folder,
+                         recipe.data.on_bad_sample)
+    skip_log = SkipLog()
+    stage_dir = run_dir / stage.name
+    trainer = GemTrainer(
+        model=model,
+        args=training_arguments(recipe, stage, stage_dir),
+        train_dataset=dataset,
+        data_collator=Collator(tokenizer.pad_token_id, skip_log),
+        processing_class=tokenizer,
+        lr_per_component=stage.lr_per_component,
+        callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction)],
+    )
+    result = trainer.train()
+    log.info("stage %s finished: %s", stage.name, result.metrics)
+    if skip_log.skipped:
+        log.warning("stage %s skipped %d sample(s): %s", stage.name, len(skip_log.skipped),
+                    ", ".join(sorted(skip_log.skipped)))
+    log.info("ECG loading: %s", processor.ecg_stats.summary())
+    out = save_checkpoint(model, tokenizer, stage_dir / "model", recipe.to_dict())
+    point_latest(run_dir, out)
+    return out

@@ -1,0 +1,91 @@
+"""Interface of vision towers: pixel batches [B, 3, H, W] -> tokens [B, N, D].
+
+A tower also owns its preprocessing (``preprocess(images) -> tensor``) so the checkpoint can
+rebuild it without the original processor files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..errors import ConfigError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class VisionTower(nn.Module):
+    tiny_arch: dict = {}
+    default_options: dict = {}
+
+    def __init__(self, arch: dict, options: dict):
+        super().__init__()
+        self.arch = dict(arch)
+        self.options = dict(options)
+        self.hidden_size = 0
+        self.num_tokens = 0
+        self.image_size = 224
+
+    @classmethod
+    def resolve(cls, arch: dict, options: dict, path: str | None) -> tuple[dict, dict]:
+        """Complete architecture and options for a recipe entry (reads ``path`` when given)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_options(cls, options: dict) -> dict:
+        unknown = set(options) - set(cls.default_options)
+        if unknown:
+            raise ConfigError(
+                f"model.vision.options: unknown keys {sorted(unknown)}; "
+                f"expected some of {sorted(cls.default_options)}"
+            )
+        return {**cls.default_options, **options}
+
+    def load_pretrained(self, path: str) -> None:
+        raise NotImplementedError
+
+    def image_processor(self) -> "ImagePreprocessor":
+        return ImagePreprocessor(
+            size=self.image_size,
+            mean=tuple(self.options.get("image_mean", CLIP_MEAN)),
+            std=tuple(self.options.get("image_std", CLIP_STD)),
+            aspect=self.options.get("image_aspect", "pad"),
+        )
+
+
+@dataclass(frozen=True)
+class ImagePreprocessor:
+    """PIL images -> normalised [B, 3, size, size] tensors; small and picklable for workers."""
+
+    size: int
+    mean: tuple[float, ...] = CLIP_MEAN
+    std: tuple[float, ...] = CLIP_STD
+    aspect: str = "pad"  # pad (LLaVA-1.5: pad to square with the mean colour) | resize
+
+    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        out = []
+        for img in images:
+            img = img.convert("RGB")
+            if self.aspect == "pad":
+                img = expand_to_square(img, tuple(int(255 * m) for m in mean))
+            img = img.resize((self.size, self.size), Image.BICUBIC)
+            arr = (np.asarray(img, dtype=np.float32) / 255.0 - mean) / std
+            out.append(torch.from_numpy(arr.transpose(2, 0, 1).copy()))
+        return torch.stack(out)
+
+
+def expand_to_square(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """Pad to a square canvas, image centred (LLaVA-1.5's ``pad`` aspect mode)."""
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    canvas = Image.new(img.mode, (side, side), fill)
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas

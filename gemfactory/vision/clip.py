@@ -1,0 +1,88 @@
+"""HF CLIP vision tower with LLaVA's feature selection (``select_layer``, ``select_feature``).
+
+``layers: [-2, -5, -8, -11]`` concatenates several layers' patch features along the channel axis
+(ViP-LLaVA's multi-level fusion); otherwise ``select_layer`` picks one (LLaVA-1.5 uses -2).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import VISION_TOWERS
+from .base import CLIP_MEAN, CLIP_STD, VisionTower
+
+
+@VISION_TOWERS.register("clip")
+class CLIPTower(VisionTower):
+    tiny_arch = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                     num_attention_heads=4, image_size=64, patch_size=16)
+    default_options = dict(select_layer=-2, select_feature="patch", layers=None,
+                           image_aspect="pad", image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+    def __init__(self, arch: dict, options: dict):
+        super().__init__(arch, options)
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        self.model = CLIPVisionModel(CLIPVisionConfig(**arch))
+        cfg = self.model.config
+        self.image_size = cfg.image_size
+        self.layers = _check_layers(self.options, cfg.num_hidden_layers)
+        n_patches = (cfg.image_size // cfg.patch_size) ** 2
+        self.num_tokens = n_patches + (1 if self.options["select_feature"] == "cls_patch" else 0)
+        self.hidden_size = cfg.hidden_size * len(self.layers)
+
+    @classmethod
+    def resolve(cls, arch: dict, options: dict, path: str | None):
+        from transformers import CLIPVisionConfig
+
+        options = cls.check_options(options)
+        if path:
+            if not Path(path).is_dir():
+                raise ConfigError(f"model.vision.path: {path!r} is not a local folder")
+            base = CLIPVisionConfig.from_pretrained(path).to_diff_dict()
+            options.update(_processor_stats(Path(path)))
+        else:
+            base = dict(cls.tiny_arch)
+        full = CLIPVisionConfig(**{**base, **arch}).to_diff_dict()
+        for key in ("transformers_version", "model_type", "architectures"):
+            full.pop(key, None)
+        return full, options
+
+    def load_pretrained(self, path: str) -> None:
+        from transformers import CLIPVisionModel
+
+        loaded = CLIPVisionModel.from_pretrained(path, config=self.model.config)
+        self.model.load_state_dict(loaded.state_dict())
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.embeddings.patch_embedding.weight.dtype
+        out = self.model(pixel_values.to(dtype), output_hidden_states=True)
+        feats = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
+        return feats if self.options["select_feature"] == "cls_patch" else feats[:, 1:]
+
+
+def _check_layers(options: dict, num_layers: int) -> list[int]:
+    if options["select_feature"] not in ("patch", "cls_patch"):
+        raise ConfigError(
+            f"model.vision.options.select_feature: {options['select_feature']!r} is not one of patch, cls_patch"
+        )
+    layers = options["layers"] if options["layers"] is not None else [options["select_layer"]]
+    key = "layers" if options["layers"] is not None else "select_layer"
+    for layer in layers:
+        if not isinstance(layer, int) or not -(num_layers + 1) <= layer <= num_layers:
+            raise ConfigError(
+                f"model.vision.options.{key}: {layer!r} is out of range for a tower with "
+                f"{num_layers} layers (use -{num_layers + 1}..{num_layers})"
+            )
+    return list(layers)
+
+
+def _processor_stats(folder: Path) -> dict:
+    f = folder / "preprocessor_config.json"
+    if not f.is_file():
+        return {}
+    cfg = json.loads(f.read_text())
+    return {k: cfg[k] for k in ("image_mean", "image_std") if k in cfg}
