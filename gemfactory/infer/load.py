@@ -37,6 +37,9 @@ def load_pretrained_model(path, device: str = "cpu", dtype: str = "float32",
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=load_4bit, load_in_8bit=load_8bit)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load is noise in chat, eval and the app
     try:
         model = GemForCausalLM.from_pretrained(folder, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -44,6 +47,8 @@ def load_pretrained_model(path, device: str = "cpu", dtype: str = "float32",
         raise
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot load checkpoint {folder}: {type(exc).__name__}: {exc}") from None
+    finally:
+        hf_logging.enable_progress_bar()
     if not (load_4bit or load_8bit):
         model.to(device)
     model.eval()

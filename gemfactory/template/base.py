@@ -120,7 +120,10 @@ def check_turns(turns: list[Turn]) -> None:
     for i, role in enumerate(roles):
         expected = "user" if i % 2 == 0 else "assistant"
         if role != expected:
-            raise DataError(f"turn {i}: expected a {expected} turn, got {role} (turns must alternate, user first)")
+            article = "a" if expected == "user" else "an"
+            raise DataError(
+                f"turn {i}: expected {article} {expected} turn, got {role} (turns must alternate, user first)"
+            )
 
 
 def strip_placeholders(text: str) -> str:

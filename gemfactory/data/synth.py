@@ -1,0 +1,398 @@
+"""Synthetic 12-lead ECG dataset for the tiny recipe.
+
+:func:`simulate_ecg` makes a plausible 12-lead recording at a given heart rate (vectorised
+numpy, sums of Gaussian P/Q/R/S/T waves, limb leads derived by Einthoven/Goldberger,
+precordial R-wave progression, baseline wander and noise). :func:`synthesize` writes a small
+LLaVA-style dataset from it::
+
+    out_dir/ecg/<id>.hea/.dat      WFDB records (12 leads I..V6, 16-bit, 1 uV resolution)
+    out_dir/images/<id>.png        rendered sheets for a random subset of records
+    out_dir/train.json, test.json  conversation items; test records never appear in train
+
+Classes: ``bradycardia`` (40-55 bpm), ``normal`` (65-95 bpm), ``tachycardia`` (110-150 bpm),
+balanced in each split. Item kinds: ``ecg`` (``<ecg>`` + heart-rate question), ``ecg_image``
+(``<ecg>`` + ``<image>`` of the same record, heart-rate question), ``image`` (grid colour
+question) and ``text`` (textbook questions, no signal). Every record of the image subset gives
+one ``ecg_image`` and one ``image`` item; the other records give one ``ecg`` item; text items
+make up about a tenth of each split. With ``image_fraction=0.3`` that is ~49 / 21 / 21 / 9 %.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..ecg.spec import STANDARD_LEADS
+from ..errors import DataError
+
+__all__ = [
+    "CLASSES",
+    "CLASS_HR_RANGES",
+    "GRID_CHOICES",
+    "simulate_ecg",
+    "synthesize",
+]
+
+CLASSES = ("bradycardia", "normal", "tachycardia")
+CLASS_HR_RANGES = {"bradycardia": (40.0, 55.0), "normal": (65.0, 95.0), "tachycardia": (110.0, 150.0)}
+GRID_CHOICES = ("red", "blue", "green")
+
+HR_QUESTIONS = (
+    "What is the rhythm shown in this ECG?",
+    "Is the heart rate in this recording slow, normal or fast?",
+    "Classify the heart rate of this ECG.",
+    "Describe the rate of the rhythm in this tracing.",
+    "Does this ECG show bradycardia, a normal rate or tachycardia?",
+    "How would you characterise the heart rate in this recording?",
+)
+HR_ANSWERS = {
+    "bradycardia": "Bradycardia: the heart rate is below 60 beats per minute.",
+    "normal": "Normal sinus rhythm: the heart rate is between 60 and 100 beats per minute.",
+    "tachycardia": "Tachycardia: the heart rate is above 100 beats per minute.",
+}
+GRID_QUESTIONS = (
+    "What colour is the grid on this ECG printout?",
+    "Which colour are the grid lines of this ECG sheet?",
+    "Name the colour of the background grid in this image.",
+    "What is the colour of the millimetre grid on this ECG?",
+)
+# (question, answer, short label)
+TEXT_QA = (
+    ("How many leads does a standard ECG have?", "A standard ECG has twelve leads.", "twelve"),
+    ("What is the standard paper speed of an ECG?", "The standard paper speed is 25 mm/s.", "25 mm/s"),
+    ("What is the standard amplitude calibration of an ECG?", "The standard calibration is 10 mm per millivolt.", "10 mm/mV"),
+    ("At 25 mm/s, how long does one small 1 mm square last?", "One small square lasts 0.04 seconds.", "0.04 s"),
+    ("At 25 mm/s, how long does one large 5 mm square last?", "One large square lasts 0.2 seconds.", "0.2 s"),
+    ("Which ECG wave shows atrial depolarisation?", "The P wave shows atrial depolarisation.", "P wave"),
+    ("Which part of the ECG shows ventricular depolarisation?", "The QRS complex shows ventricular depolarisation.", "QRS complex"),
+    ("Which ECG wave shows ventricular repolarisation?", "The T wave shows ventricular repolarisation.", "T wave"),
+    ("What resting heart rate is normal for an adult?", "A normal resting adult heart rate is 60 to 100 beats per minute.", "60-100 bpm"),
+    ("Which are the augmented limb leads?", "The augmented limb leads are aVR, aVL and aVF.", "aVR, aVL, aVF"),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Simulation
+
+# Waves: P, Q, R, S, T. Offsets from the R peak (s) and widths (Gaussian sigma, s).
+_WAVES = ("P", "Q", "R", "S", "T")
+_SIGMA = np.array([0.022, 0.010, 0.012, 0.012, 0.045])
+# Amplitudes (mV) of each wave in leads I and II; III, aVR, aVL, aVF follow from them.
+_AMP_I = np.array([0.07, -0.05, 0.75, -0.10, 0.20])
+_AMP_II = np.array([0.14, -0.06, 1.15, -0.20, 0.30])
+# Precordial V1..V6 (rows) x waves: R grows and S shrinks from V1 to V6.
+_AMP_V = np.array(
+    [
+        # P     Q      R     S      T
+        [0.06, 0.00, 0.20, -0.95, -0.05],
+        [0.08, 0.00, 0.45, -1.20, 0.30],
+        [0.09, 0.00, 0.75, -0.85, 0.40],
+        [0.09, -0.04, 1.15, -0.50, 0.40],
+        [0.09, -0.07, 1.25, -0.25, 0.32],
+        [0.08, -0.08, 1.00, -0.10, 0.25],
+    ]
+)
+
+
+def _limb_leads(amp_i: np.ndarray, amp_ii: np.ndarray) -> np.ndarray:
+    """(6, n_waves) amplitudes of I, II, III, aVR, aVL, aVF (Einthoven / Goldberger)."""
+    iii = amp_ii - amp_i
+    avr = -(amp_i + amp_ii) / 2
+    avl = amp_i - amp_ii / 2
+    avf = amp_ii - amp_i / 2
+    return np.stack([amp_i, amp_ii, iii, avr, avl, avf])
+
+
+def _as_rng(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def simulate_ecg(heart_rate_bpm: float, fs: float = 100, duration_s: float = 10, rng=None) -> np.ndarray:
+    """A synthetic 12-lead ECG, shape (12, round(fs * duration_s)), in mV, leads in standard order.
+
+    Beats follow ``heart_rate_bpm`` with +-3 % RR variability; each beat is a sum of Gaussian
+    P, Q, R, S and T waves whose per-lead amplitudes follow a normal 12-lead pattern (random
+    +-15 % per record, overall scale 0.8-1.2), plus baseline wander (< 0.15 mV) and white
+    noise (0.02 mV). ``rng``: a ``numpy.random.Generator``, a seed, or None (fresh entropy).
+    """
+    hr = float(heart_rate_bpm)
+    if not np.isfinite(hr) or not 10 <= hr <= 300:
+        raise DataError(f"simulate_ecg: heart rate must be between 10 and 300 bpm, got {heart_rate_bpm}")
+    if fs <= 0 or duration_s <= 0:
+        raise DataError(f"simulate_ecg: fs and duration_s must be > 0, got fs={fs}, duration_s={duration_s}")
+    rng = _as_rng(rng)
+    n = int(round(fs * duration_s))
+    t = np.arange(n) / fs
+
+    rr0 = 60.0 / hr
+    n_beats = int(np.ceil(duration_s / rr0)) + 3
+    rr = rr0 * (1.0 + rng.uniform(-0.03, 0.03, n_beats))
+    beats = np.cumsum(rr) - rr[0] - rng.uniform(0.0, rr0) - rr0  # first R peak before t = 0
+    # Timing adapts to the rate: QT ~ sqrt(RR) (Bazett), PR shortens a little when fast.
+    qt_scale = np.sqrt(np.clip(rr, 0.25, 2.0))
+    pr = 0.16 * np.clip(rr, 0.4, 1.2) ** 0.25
+    offsets = np.stack(
+        [-pr, np.full_like(rr, -0.03), np.zeros_like(rr), np.full_like(rr, 0.03), 0.30 * qt_scale]
+    )  # (5, B)
+    sigma = _SIGMA[:, None] * np.stack([np.ones_like(rr)] * 4 + [qt_scale])  # (5, B)
+    beat_gain = 1.0 + rng.normal(0.0, 0.03, n_beats)  # small beat-to-beat amplitude change
+
+    # Each Gaussian only matters within 5 sigma of its centre: evaluate it on that window of
+    # samples and scatter-add into one row per wave (bincount), instead of over the whole record.
+    centre = beats[None, :] + offsets  # (5, B)
+    n_w = len(_WAVES)
+    half = int(np.ceil(5.0 * sigma.max() * fs))
+    idx = np.round(centre * fs).astype(np.int64)[:, :, None] + np.arange(-half, half + 1)  # (5, B, K)
+    z = (idx / fs - centre[:, :, None]) / sigma[:, :, None]
+    val = beat_gain[None, :, None] * np.exp(-0.5 * z * z)
+    ok = (idx >= 0) & (idx < n)
+    flat = (idx + (np.arange(n_w) * n)[:, None, None])[ok]
+    waves = np.bincount(flat, weights=val[ok], minlength=n_w * n).reshape(n_w, n)
+
+    jitter = lambda shape: 1.0 + rng.uniform(-0.15, 0.15, shape)  # noqa: E731
+    limb = _limb_leads(_AMP_I * jitter(5), _AMP_II * jitter(5))
+    amps = np.concatenate([limb, _AMP_V * jitter((6, 5))]) * rng.uniform(0.8, 1.2)  # (12, 5)
+    sig = amps @ waves
+
+    # Baseline wander: one slow respiration-like sine, lead-specific amplitude and phase.
+    f_bw = rng.uniform(0.1, 0.4)
+    bw_amp = rng.uniform(0.0, 0.12, (12, 1))
+    bw_phase = rng.uniform(0.0, 2 * np.pi, (12, 1))
+    wt = 2 * np.pi * f_bw * t
+    # a sin(wt + phi) = a cos(phi) sin(wt) + a sin(phi) cos(wt): two sines instead of twelve.
+    sig += (bw_amp * np.cos(bw_phase)) * np.sin(wt)[None, :] + (bw_amp * np.sin(bw_phase)) * np.cos(wt)[None, :]
+    sig += rng.normal(0.0, 0.02, sig.shape)
+    return sig
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _write_record(record_path: Path, signal_mv: np.ndarray, fs: float, leads=STANDARD_LEADS) -> None:
+    """Write ``signal_mv`` (n_leads, T) as a WFDB record: ``<path>.hea`` + ``<path>.dat``.
+
+    Format 16 (little-endian int16, frames interleaved), units mV, ADC gain 1000 per mV,
+    baseline 0, NaN stored as the WFDB invalid sample -32768. The files are byte-identical to
+    ``wfdb.wrsamp(..., fmt=["16"] * n, adc_gain=[1000.0] * n, baseline=[0] * n)`` (a test checks
+    this) but written directly: wrsamp's header code costs ~70 ms a record, this ~0.3 ms.
+    """
+    record_path = Path(record_path)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    sig = np.asarray(signal_mv, dtype=np.float64)
+    n_leads, n_samples = sig.shape
+    if len(leads) != n_leads:
+        raise DataError(f"synth: {len(leads)} lead names for a signal with {n_leads} rows")
+    gain = 1000.0
+    nan = np.isnan(sig)
+    digital = np.clip(np.round(np.where(nan, 0.0, sig) * gain), -32767, 32767).astype(np.int64)
+    digital[nan] = -32768
+    checksums = digital.sum(axis=1) % 65536
+    name = record_path.name
+    fs_txt = str(int(fs)) if float(fs).is_integer() else repr(float(fs))
+    lines = [f"{name} {n_leads} {fs_txt} {n_samples}"]
+    for i, lead in enumerate(leads):
+        init = int(digital[i, 0]) if n_samples else 0
+        lines.append(f"{name}.dat 16 {gain!r}(0)/mV 16 0 {init} {int(checksums[i])} 0 {lead}")
+    record_path.with_name(name + ".dat").write_bytes(digital.T.astype("<i2").tobytes())
+    record_path.with_name(name + ".hea").write_text("\n".join(lines) + "\n", encoding="ascii")
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=1, ensure_ascii=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _record_signal(hr: float, fs: float, seed: int, index: int) -> np.ndarray:
+    """Signal of record ``index``: its own random stream, rounded to the 1 uV the record stores."""
+    sig = simulate_ecg(hr, fs=fs, duration_s=10, rng=np.random.default_rng([seed, index]))
+    return np.round(sig * 1000.0) / 1000.0
+
+
+def _start_method() -> str:
+    """``fork`` where safe (POSIX, no other Python threads): starts fast and, unlike spawn and
+    forkserver, does not re-import the caller's ``__main__`` (scripts need no main guard)."""
+    import multiprocessing as mp
+    import threading
+
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _render_job(job) -> None:
+    """Regenerate one record's signal (cheaper than shipping it) and save its sheet."""
+    from .render import save_ecg_image
+
+    path, hr, fs, seed, index, grid, dpi = job
+    save_ecg_image(path, _record_signal(hr, fs, seed, index), fs, dpi=dpi, grid_color=grid, seed=index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset
+
+
+def _split_records(rng: np.random.Generator, n: int, first_index: int, image_fraction: float, split: str):
+    labels = np.array([CLASSES[i % 3] for i in range(n)])
+    labels = labels[rng.permutation(n)]
+    n_img = int(round(image_fraction * n))
+    has_image = np.zeros(n, dtype=bool)
+    has_image[rng.choice(n, size=n_img, replace=False)] = True
+    records = []
+    for k in range(n):
+        lo, hi = CLASS_HR_RANGES[labels[k]]
+        records.append(
+            {
+                "id": f"{split}_{first_index + k:05d}",
+                "seed": first_index + k,
+                "label": str(labels[k]),
+                "hr": float(rng.uniform(lo, hi)),
+                "grid": str(rng.choice(GRID_CHOICES)) if has_image[k] else None,
+            }
+        )
+    return records
+
+
+def _items_for_split(rng: np.random.Generator, records: list, split: str) -> list:
+    items = []
+    for rec in records:
+        q = HR_QUESTIONS[int(rng.integers(len(HR_QUESTIONS)))]
+        answer = HR_ANSWERS[rec["label"]]
+        if rec["grid"] is None:
+            items.append(_item(rec["id"], "heart_rate", rec["label"], "<ecg>\n" + q, answer, ecg=rec["id"]))
+            continue
+        image = rec["id"] + ".png"
+        items.append(
+            _item(rec["id"] + "_ei", "heart_rate", rec["label"], "<ecg>\n<image>\n" + q, answer,
+                  ecg=rec["id"], image=image)
+        )
+        gq = GRID_QUESTIONS[int(rng.integers(len(GRID_QUESTIONS)))]
+        items.append(
+            _item(rec["id"] + "_img", "grid_color", rec["grid"], "<image>\n" + gq,
+                  f"The grid is {rec['grid']}.", image=image)
+        )
+    n_text = int(round(len(items) / 9))  # text items ~ 10 % of the split
+    for k in range(n_text):
+        question, answer, label = TEXT_QA[int(rng.integers(len(TEXT_QA)))]
+        items.append(_item(f"{split}_text_{k:05d}", "text", label, question, answer))
+    order = rng.permutation(len(items))
+    return [items[i] for i in order]
+
+
+def _item(item_id, task, label, question, answer, *, ecg=None, image=None) -> dict:
+    item = {"id": item_id}
+    if ecg is not None:
+        item["ecg"] = ecg
+    if image is not None:
+        item["image"] = image
+    item["conversations"] = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    item["task"] = task
+    item["label"] = label
+    return item
+
+
+def _kind(item: dict) -> str:
+    if "ecg" in item:
+        return "ecg_image" if "image" in item else "ecg"
+    return "image" if "image" in item else "text"
+
+
+def synthesize(
+    out_dir,
+    n_train: int = 2400,
+    n_test: int = 300,
+    seed: int = 0,
+    fs: float = 100,
+    image_fraction: float = 0.3,
+    image_dpi: float = 30,
+    *,
+    workers: int | None = None,
+) -> dict:
+    """Write the synthetic dataset under ``out_dir`` and return a summary.
+
+    ``n_train`` / ``n_test`` count records (10 s, 12 leads at ``fs``); ``image_fraction`` of
+    each split is also rendered as a sheet at ``image_dpi``. ``workers`` render processes
+    (default: up to 2, by available CPUs). The same arguments always give the same files.
+    Summary keys: ``out_dir``, ``records`` (per split), ``images``, ``items`` (per split and
+    kind), ``classes`` and ``grid_colors`` (per split), ``elapsed_s``.
+    """
+    t_start = time.perf_counter()
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise DataError(f"synthesize: n_train and n_test must be >= 0 and not both 0, got {n_train}, {n_test}")
+    if not 0.0 <= image_fraction <= 1.0:
+        raise DataError(f"synthesize: image_fraction must be in [0, 1], got {image_fraction}")
+    if fs <= 0:
+        raise DataError(f"synthesize: fs must be > 0, got {fs}")
+    if int(seed) != seed or seed < 0:
+        raise DataError(f"synthesize: seed must be an integer >= 0, got {seed!r}")
+    seed = int(seed)
+    if workers is None:
+        workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+    out = Path(out_dir)
+    ecg_dir, img_dir = out / "ecg", out / "images"
+    ecg_dir.mkdir(parents=True, exist_ok=True)
+    img_dir.mkdir(parents=True, exist_ok=True)
+
+    rng = np.random.default_rng(seed)
+    splits = {
+        "train": _split_records(rng, n_train, 0, image_fraction, "train"),
+        "test": _split_records(rng, n_test, n_train, image_fraction, "test"),
+    }
+    items = {name: _items_for_split(rng, recs, name) for name, recs in splits.items()}
+
+    records = [rec for recs in splits.values() for rec in recs]
+    render_jobs = [
+        (str(img_dir / f"{rec['id']}.png"), rec["hr"], fs, seed, rec["seed"], rec["grid"], image_dpi)
+        for rec in records
+        if rec["grid"] is not None
+    ]
+    if workers > 1 and len(render_jobs) >= 16:
+        # Worker processes render the sheets while this process writes the WFDB records.
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(_start_method())) as pool:
+            done = pool.map(_render_job, render_jobs, chunksize=max(1, len(render_jobs) // (workers * 8)))
+            for rec in records:
+                _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], fs, seed, rec["seed"]), fs)
+            for _ in done:  # re-raises a worker's error
+                pass
+    else:
+        for rec in records:
+            _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], fs, seed, rec["seed"]), fs)
+        for job in render_jobs:
+            _render_job(job)
+
+    for name, its in items.items():
+        _write_json_atomic(out / f"{name}.json", its)
+
+    return {
+        "out_dir": str(out),
+        "records": {name: len(recs) for name, recs in splits.items()},
+        "images": len(render_jobs),
+        "items": {name: dict(sorted(Counter(_kind(i) for i in its).items())) for name, its in items.items()},
+        "classes": {name: dict(sorted(Counter(r["label"] for r in recs).items())) for name, recs in splits.items()},
+        "grid_colors": {
+            name: dict(sorted(Counter(r["grid"] for r in recs if r["grid"]).items())) for name, recs in splits.items()
+        },
+        "elapsed_s": round(time.perf_counter() - t_start, 3),
+    }

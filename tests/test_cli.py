@@ -1,0 +1,109 @@
+"""The command line end to end on the tiny model: train -> checkpoint -> chat, and bad inputs."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import tiny_recipe
+from gemfactory.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    recipe = tmp_path_factory.mktemp("recipes") / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_data, out)))
+    assert main(["-q", "train", str(recipe), "stages.finetune.max_steps=4"]) == 0
+    return recipe, out
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_train_writes_a_loadable_checkpoint_and_latest_pointer(trained):
+    _, out = trained
+    assert (out / "latest").read_text().strip() == "finetune/model"
+    model_dir = out / "finetune" / "model"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "gemfactory_recipe.yaml"):
+        assert (model_dir / name).is_file(), name
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"] == "gem" and config["ecg"]["signal"]["fs"] == 100.0
+
+
+def test_chat_one_shot_answers_with_text(trained, tiny_data, capsys):
+    _, out = trained
+    item = next(i for i in json.loads((tiny_data / "test.json").read_text()) if i.get("ecg"))
+    code = main(["-q", "chat", str(out), "--ecg", str(tiny_data / "ecg" / item["ecg"]),
+                 "--max-new-tokens", "8", "What is the heart rate?"])
+    assert code == 0
+    answer = capsys.readouterr().out.strip()
+    assert answer, "chat printed no answer"
+
+
+def test_eval_reports_accuracy(trained, tiny_data, capsys, tmp_path):
+    _, out = trained
+    code = main(["-q", "eval", str(out), "--task", "synthetic", "--data", str(tiny_data / "test.json"),
+                 "--limit", "6", "--out", str(tmp_path)])
+    assert code == 0
+    assert "synthetic: accuracy" in capsys.readouterr().out
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert record["metrics"]["n"] == 6 and len(record["samples"]) == 6
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.llm.nmae=x", "model.llm.nmae: unknown key (did you mean 'name'?)"),
+    ("model.llm.name=vicuna2", "unknown LLM 'vicuna2'; did you mean 'vicuna'?"),
+    ("model.connectors.image.name=mlp9", "unknown connector 'mlp9'"),
+    ("data.train=/nonexistent/train.json", "data file not found: /nonexistent/train.json"),
+    ("training.deepspeed=zero9", "training.deepspeed: 'zero9' is neither a bundled config"),
+])
+def test_bad_recipe_inputs_give_one_clear_line(trained, capsys, override, message):
+    recipe, _ = trained
+    assert main(["-q", "train", str(recipe), override]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_missing_and_corrupt_ecg_records(trained, tiny_data, capsys, tmp_path):
+    _, out = trained
+    assert main(["-q", "chat", str(out), "--ecg", str(tmp_path / "nope"), "hi"]) == 2
+    assert "ECG record not found" in one_error_line(capsys)
+    item = next(i for i in json.loads((tiny_data / "test.json").read_text()) if i.get("ecg"))
+    for ext in (".hea", ".dat"):
+        (tmp_path / f"bad{ext}").write_bytes((tiny_data / "ecg" / f"{item['ecg']}{ext}").read_bytes())
+    dat = tmp_path / "bad.dat"
+    dat.write_bytes(dat.read_bytes()[:100])
+    assert main(["-q", "chat", str(out), "--ecg", str(tmp_path / "bad"), "hi"]) == 2
+    assert "bad" in one_error_line(capsys)
+
+
+def test_unmappable_lead_set_is_refused(trained, shared_data, capsys):
+    _, out = trained
+    # MIT-BIH record 100 has only MLII and V5: the 12-lead spec cannot be met
+    assert main(["-q", "chat", str(out), "--ecg", str(shared_data / "100"), "hi"]) == 2
+    line = one_error_line(capsys)
+    assert "100" in line and "missing" in line.lower()
+
+
+def test_cli_process_exit_code_and_no_traceback(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("model:\n  llm:\n    name: vicuna\n  bogus: 1\n")
+    proc = subprocess.run([sys.executable, "-m", "gemfactory.cli", "train", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: {bad}: model.bogus: unknown key; expected one of: " \
+                                  "llm, vision, ecg, connectors, template, layout"
+
+
+def test_list_shows_every_kind(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("llms:", "vision_towers:", "ecg_encoders:", "connectors:", "templates:"):
+        assert kind in out
+    for name in ("vicuna", "phi", "clip", "vit1d", "linear", "mlp2x_gelu", "vicuna_v1", "plain"):
+        assert f"  {name} " in out

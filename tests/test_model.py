@@ -1,0 +1,117 @@
+import torch
+import pytest
+
+from gemfactory.data.dataset import Collator, GemDataset
+from gemfactory.data.processor import Processor
+from gemfactory.errors import DataError
+from gemfactory.model import GemForCausalLM
+from gemfactory.model.checkpoint import save_checkpoint
+from gemfactory.template.base import IGNORE_INDEX, Turn
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_built, tiny_data):
+    recipe, tok, model, template = tiny_built
+    proc = Processor.from_model(model, tok, template, 256)
+    ds = GemDataset(recipe.data.train, proc, recipe.data.image_folder, recipe.data.ecg_folder)
+    kinds = {}
+    for i in range(len(ds)):
+        item = ds.items[i]
+        kinds.setdefault((bool(item.get("image")), bool(item.get("ecg"))), i)
+    assert len(kinds) == 4, "the synthetic data mixes text-only, image-only, ECG-only and ECG+image"
+    feats = [ds[i] for i in kinds.values()]
+    return Collator(tok.pad_token_id)(feats), feats
+
+
+def test_mixed_batch_shapes_and_placeholder_expansion(tiny_built, batch):
+    _, tok, model, _ = tiny_built
+    b, feats = batch
+    n_img = (b["input_ids"] == model.config.image_token_id).sum().item()
+    n_ecg = (b["input_ids"] == model.config.ecg_token_id).sum().item()
+    assert b["pixel_values"].shape == (2, 3, 32, 32)
+    assert b["ecg"].shape == (2, 12, 1000)
+    assert n_img == 2 * model.vision_tower.num_tokens == 2 * 4
+    assert n_ecg == 2 * model.ecg_encoder.num_tokens == 2 * 21
+    # placeholders and padding are never supervised
+    placeholder = (b["input_ids"] == model.config.image_token_id) | (b["input_ids"] == model.config.ecg_token_id)
+    assert (b["labels"][placeholder] == IGNORE_INDEX).all()
+    assert (b["labels"][b["attention_mask"] == 0] == IGNORE_INDEX).all()
+    out = model(**b)
+    assert out.logits.shape[:2] == b["input_ids"].shape and torch.isfinite(out.loss)
+
+
+def test_modality_features_land_at_placeholders(tiny_built, batch):
+    _, tok, model, _ = tiny_built
+    b, _ = batch
+    with torch.no_grad():
+        embeds = model.embed(b["input_ids"], b.get("pixel_values"), b.get("ecg"))
+        ecg_feats = model.encode_ecg(b["ecg"])
+    mask = b["input_ids"] == model.config.ecg_token_id
+    assert torch.equal(embeds[mask], ecg_feats.reshape(-1, ecg_feats.shape[-1]))
+
+
+def test_placeholder_count_mismatch_is_an_error(tiny_built, batch):
+    _, _, model, _ = tiny_built
+    b, _ = batch
+    with pytest.raises(DataError, match="ecg placeholder tokens but no ecg input"):
+        model.embed(b["input_ids"], b["pixel_values"], None)
+    with pytest.raises(DataError, match="give 21 tokens, but the text has 42 ecg placeholder"):
+        model.embed(b["input_ids"], b["pixel_values"], b["ecg"][:1])
+
+
+def test_save_load_round_trip_gives_equal_logits(tiny_built, batch, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    recipe, tok, model, _ = tiny_built
+    b, _ = batch
+    folder = save_checkpoint(model, tok, tmp_path / "ckpt", recipe.to_dict())
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    loaded = AutoModelForCausalLM.from_pretrained(folder)
+    assert isinstance(loaded, GemForCausalLM)
+    assert loaded.config.signal_spec == model.ecg_encoder.signal_spec
+    assert loaded.config.template == "vicuna_v1"
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        a, c = model(**b).logits, loaded(**b).logits
+    assert torch.allclose(a, c, atol=0, rtol=0)
+    assert not list(tmp_path.glob(".ckpt.tmp-*")), "temp folder left behind"
+
+
+def test_a_few_steps_lower_the_loss(tiny_built, batch):
+    import copy
+
+    _, _, model, _ = tiny_built
+    model = copy.deepcopy(model).train()
+    b, _ = batch
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss = model(**b).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_gem_layout_puts_ecg_tokens_before_image_tokens(tiny_built):
+    _, tok, model, template = tiny_built
+    proc = Processor.from_model(model, tok, template, 256)
+    proc.layout = "gem"
+    feats = proc.encode([Turn("user", "<image>\nInterpret."), Turn("assistant", "Normal.")],
+                        has_image=True, has_ecg=True)
+    ids = feats["input_ids"].tolist()
+    first_ecg = ids.index(model.config.ecg_token_id)
+    first_img = ids.index(model.config.image_token_id)
+    assert first_ecg < first_img
+    assert ids.count(model.config.ecg_token_id) == 21 and ids.count(model.config.image_token_id) == 4
+    assert ids[first_ecg + 21] == model.config.image_token_id  # contiguous: ECG block then image block
+
+
+def test_placeholder_checks_name_the_sample(tiny_built):
+    _, tok, model, template = tiny_built
+    proc = Processor.from_model(model, tok, template, 256)
+    with pytest.raises(DataError, match="sample s1: the text has 0 <ecg> placeholder\\(s\\) but the sample has one ecg input"):
+        proc.encode([Turn("user", "What?"), Turn("assistant", "x")], has_ecg=True, item_id="s1")
+    with pytest.raises(DataError, match="sample s2: the text has 1 <image> placeholder\\(s\\) but the sample has no image"):
+        proc.encode([Turn("user", "<image>\nWhat?"), Turn("assistant", "x")], item_id="s2")

@@ -1,0 +1,88 @@
+import pytest
+
+from gemfactory.errors import DuplicateComponent, PluginError, UnknownComponent
+from gemfactory.registry import CONNECTORS, ECG_ENCODERS, LLMS, TEMPLATES, VISION_TOWERS, Registry
+
+
+def test_builtins_are_found_by_exact_name():
+    assert LLMS.get("vicuna").model_type == "llama"
+    assert LLMS.get("phi").model_type == "phi"
+    assert "clip" in VISION_TOWERS.names()
+    assert "vit1d" in ECG_ENCODERS.names()
+    assert {"linear", "mlp2x_gelu"} <= set(CONNECTORS.names())
+    assert {"vicuna_v1", "plain"} <= set(TEMPLATES.names())
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(UnknownComponent) as err:
+        LLMS.get("vicuna2")
+    msg = str(err.value)
+    assert "unknown LLM 'vicuna2'" in msg and "did you mean 'vicuna'" in msg
+
+
+def test_lookup_is_exact_not_case_folded():
+    with pytest.raises(UnknownComponent):
+        CONNECTORS.get("Linear")
+
+
+def test_duplicate_name_is_refused():
+    reg = Registry("widget", "connector", "gemfactory.test_widgets")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    with pytest.raises(DuplicateComponent, match="'a' is already registered"):
+        @reg.register("a")
+        class B:
+            pass
+
+
+class _FakeDist:
+    name, version = "broken-plugin", "0.1"
+
+
+class _FakeEP:
+    def __init__(self, name, value, obj=None, exc=None):
+        self.name, self.value, self._obj, self._exc, self.dist = name, value, obj, exc, _FakeDist()
+
+    def load(self):
+        if self._exc:
+            raise self._exc
+        return self._obj
+
+
+def _fresh_plugins(monkeypatch, reg, eps):
+    """The real registry, with its plugin state replaced by these entry points for one test."""
+    monkeypatch.setattr(reg, "_plugins", {})
+    monkeypatch.setattr(reg, "_plugin_errors", {})
+    monkeypatch.setattr(reg, "_loaded_plugins", False)
+    monkeypatch.setattr("importlib_metadata.entry_points", lambda group: eps)
+    return reg
+
+
+def test_broken_plugin_names_distribution_and_spares_other_lookups(monkeypatch):
+
+    class Good:
+        """a good plugin connector"""
+
+    eps = [_FakeEP("bad", "broken_pkg.mod:Thing", exc=ImportError("No module named 'broken_pkg'")),
+           _FakeEP("good", "ok_pkg:Good", obj=Good)]
+    reg = _fresh_plugins(monkeypatch, CONNECTORS, eps)
+    assert reg.get("good") is Good
+    assert reg.get("linear").__name__ == "Linear"
+    with pytest.raises(PluginError) as err:
+        reg.get("bad")
+    msg = str(err.value)
+    assert "broken-plugin" in msg and "broken_pkg.mod:Thing" in msg and "No module named" in msg
+
+
+def test_plugin_clashing_with_builtin_needs_full_name(monkeypatch):
+    class Mine:
+        pass
+
+    reg = _fresh_plugins(monkeypatch, CONNECTORS, [_FakeEP("linear", "x:Mine", obj=Mine)])
+    with pytest.raises(DuplicateComponent, match="name it fully"):
+        reg.get("linear")
+    assert reg.get("broken-plugin:linear") is Mine
+    assert reg.get("gemfactory:linear").__name__ == "Linear"
