@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--out", help="folder for the JSON record")
+    s.add_argument("--min-accuracy", type=float, help="exit with code 1 when accuracy is lower")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("data", help="data tools")
@@ -151,6 +152,9 @@ def cmd_eval(args) -> int:
         path = out / f"{Path(loaded.path).parent.name}-{args.task}.json"
         path.write_text(json.dumps(record, indent=1))
         print(f"record written to {path}")
+    if args.min_accuracy is not None and m["accuracy"] < args.min_accuracy:
+        print(f"accuracy {m['accuracy']:.3f} is below --min-accuracy {args.min_accuracy}", file=sys.stderr)
+        return 1
     return 0
 
 

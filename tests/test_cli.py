@@ -107,3 +107,30 @@ def test_list_shows_every_kind(capsys):
         assert kind in out
     for name in ("vicuna", "phi", "clip", "vit1d", "linear", "mlp2x_gelu", "vicuna_v1", "plain"):
         assert f"  {name} " in out
+
+
+def test_interactive_chat_handles_commands_and_turns(trained, tiny_data, monkeypatch, capsys):
+    _, out = trained
+    item = next(i for i in json.loads((tiny_data / "test.json").read_text()) if i.get("ecg"))
+    lines = iter(["What is the rate?", "And the rhythm?", "/reset", "/ecg " + str(tiny_data / "ecg" / item["ecg"]),
+                  "Again?", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    import gemfactory.infer.chat as chat
+
+    sessions = []
+    real = chat.ChatSession
+
+    class Spy(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            sessions.append(self)
+
+    monkeypatch.setattr(chat, "ChatSession", Spy)
+    code = main(["-q", "chat", str(out), "--ecg", str(tiny_data / "ecg" / item["ecg"]), "--max-new-tokens", "4"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "conversation cleared" in text and "ecg set to" in text
+    session = sessions[0]
+    # after /ecg the conversation restarted: one question and one answer
+    assert [t.role for t in session.turns] == ["user", "assistant"]
+    assert session.turns[0].text.startswith("<ecg>\nAgain?")

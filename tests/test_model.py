@@ -115,3 +115,29 @@ def test_placeholder_checks_name_the_sample(tiny_built):
         proc.encode([Turn("user", "What?"), Turn("assistant", "x")], has_ecg=True, item_id="s1")
     with pytest.raises(DataError, match="sample s2: the text has 1 <image> placeholder\\(s\\) but the sample has no image"):
         proc.encode([Turn("user", "<image>\nWhat?"), Turn("assistant", "x")], item_id="s2")
+
+
+def test_phi_family_builds_and_trains_a_step(tiny_data):
+    from conftest import tiny_recipe
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.model.builder import build_model, build_tokenizer
+    from gemfactory.registry import TEMPLATES
+    from gemfactory.train.trainer import _tokenizer_texts
+
+    raw = tiny_recipe(tiny_data, tiny_data / "runs-phi")
+    raw["model"]["llm"] = {"name": "phi", "tokenizer_vocab_size": 400,
+                           "arch": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                    "num_attention_heads": 2}}
+    raw["model"]["template"] = None
+    recipe = recipe_from_dict(raw)
+    tok = build_tokenizer(recipe.model, _tokenizer_texts(recipe, TEMPLATES.get("phi")()))
+    assert tok.bos_token is None and tok.eos_token == "<|endoftext|>"
+    model = build_model(recipe.model, tok)
+    assert model.config.template == "phi" and model.config.text_config.model_type == "phi"
+    proc = Processor.from_model(model, tok, TEMPLATES.get("phi")(), 256)
+    ds = GemDataset(recipe.data.train, proc, recipe.data.image_folder, recipe.data.ecg_folder)
+    b = Collator(tok.pad_token_id)([ds[i] for i in range(4)])
+    loss = model(**b).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.ecg_encoder.conv1.weight.grad is not None or "ecg" not in b

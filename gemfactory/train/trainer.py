@@ -184,6 +184,9 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         lr_per_component=stage.lr_per_component,
         callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction)],
     )
+    if trainer.is_deepspeed_enabled:
+        stage_no = trainer.args.hf_deepspeed_config.config["zero_optimization"]["stage"]
+        log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, stage_no, trainer.args.world_size)
     result = trainer.train()
     log.info("stage %s finished: %s", stage.name, result.metrics)
     if skip_log.skipped:
