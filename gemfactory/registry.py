@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -35,6 +36,7 @@ class Registry:
         self._builtins: dict[str, Entry] = {}
         self._plugins: dict[str, Entry] = {}  # keyed "distribution:name"
         self._plugin_errors: dict[str, str] = {}  # name -> message of a plugin that failed to load
+        self._patterns: list[tuple[re.Pattern, str, Callable]] = []  # (regex, shown name, factory)
         self._loaded_builtins = False
         self._loaded_plugins = False
 
@@ -45,6 +47,16 @@ class Registry:
         def deco(obj):
             self._add_builtin(name, obj)
             return obj
+
+        return deco
+
+    def register_pattern(self, pattern: str, shown: str) -> Callable[[Any], Any]:
+        """Decorator for a family of names, e.g. ``mlp(\\d+)x_gelu``: the decorated factory gets the
+        regex match and returns the component, which is then registered under the exact name."""
+
+        def deco(factory):
+            self._patterns.append((re.compile(pattern), shown, factory))
+            return factory
 
         return deco
 
@@ -129,6 +141,11 @@ class Registry:
             )
         if name in self._plugin_errors:
             raise PluginError(self._plugin_errors[name])
+        for regex, _, factory in self._patterns:
+            match = regex.fullmatch(name)
+            if match:
+                self._add_builtin(name, factory(match))
+                return self._builtins[name]
         self._raise_unknown(name)
 
     def _raise_unknown(self, name: str):
@@ -141,7 +158,7 @@ class Registry:
 
     def names(self) -> list[str]:
         self._ensure_loaded()
-        names = set(self._builtins)
+        names = set(self._builtins) | {shown for _, shown, _ in self._patterns}
         for key, e in self._plugins.items():
             names.add(key if e.name in self._builtins else e.name)
         return sorted(names)
@@ -149,6 +166,7 @@ class Registry:
     def entries(self) -> Iterator[Entry]:
         self._ensure_loaded()
         yield from (self._builtins[n] for n in sorted(self._builtins))
+        yield from (Entry(shown, factory, BUILTIN) for _, shown, factory in self._patterns)
         yield from (self._plugins[k] for k in sorted(self._plugins))
 
     def plugin_errors(self) -> dict[str, str]:

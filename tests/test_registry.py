@@ -9,7 +9,8 @@ def test_builtins_are_found_by_exact_name():
     assert LLMS.get("phi").model_type == "phi"
     assert "clip" in VISION_TOWERS.names()
     assert "vit1d" in ECG_ENCODERS.names()
-    assert {"linear", "mlp2x_gelu"} <= set(CONNECTORS.names())
+    assert {"linear", "mlp{N}x_gelu"} <= set(CONNECTORS.names())
+    assert CONNECTORS.get("mlp2x_gelu")(4, 8)[0].in_features == 4
     assert {"vicuna_v1", "plain"} <= set(TEMPLATES.names())
 
 
@@ -86,3 +87,13 @@ def test_plugin_clashing_with_builtin_needs_full_name(monkeypatch):
         reg.get("linear")
     assert reg.get("broken-plugin:linear") is Mine
     assert reg.get("gemfactory:linear").__name__ == "Linear"
+
+
+def test_pattern_names_build_exact_components():
+    mlp3 = CONNECTORS.get("mlp3x_gelu")
+    layer = mlp3(8, 16)
+    assert sum(isinstance(m, __import__("torch").nn.Linear) for m in layer) == 3
+    assert CONNECTORS.get("mlp3x_gelu") is mlp3  # cached under its exact name
+    assert "mlp{N}x_gelu" in CONNECTORS.names()
+    with pytest.raises(UnknownComponent):
+        CONNECTORS.get("mlpx_gelu")

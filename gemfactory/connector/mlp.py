@@ -1,6 +1,7 @@
 """``mlp{N}x_gelu``: N linear layers with GELU between them (LLaVA-1.5 uses N = 2)."""
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import CONNECTORS
 
 
@@ -14,6 +15,11 @@ class MLPGelu(nn.Sequential):
         super().__init__(*layers)
 
 
-@CONNECTORS.register("mlp2x_gelu")
-class MLP2xGelu(MLPGelu):
-    depth = 2
+@CONNECTORS.register_pattern(r"mlp(\d+)x_gelu", "mlp{N}x_gelu")
+def mlp_family(match):
+    """N linear layers with GELU between them (mlp2x_gelu is LLaVA-1.5's projector)"""
+    depth = int(match.group(1))
+    if not 1 <= depth <= 16:
+        raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
+    return type(f"MLP{depth}xGelu", (MLPGelu,), {"depth": depth, "__doc__": f"{depth} linear layers with GELU"})
+
