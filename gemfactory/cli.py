@@ -112,8 +112,11 @@ def cmd_list(args) -> int:
 
 
 def _summary(obj) -> str:
-    doc = (getattr(obj, "__doc__", "") or "").strip().splitlines()
-    return doc[0] if doc else ""
+    doc = getattr(obj, "__doc__", None) or ""
+    if not doc.strip():  # fall back to the component module's docstring
+        doc = getattr(sys.modules.get(getattr(obj, "__module__", ""), None), "__doc__", None) or ""
+    lines = doc.strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def cmd_train(args) -> int:

@@ -36,6 +36,9 @@ def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None):
 def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
     family = LLMS.get(cfg.llm.name)()
     text_config = family.make_config(cfg.llm.arch, len(tokenizer), cfg.llm.path)
+    if not cfg.llm.path:  # a tiny build: the trained tokenizer's ids, not the model type's defaults
+        text_config.bos_token_id = tokenizer.bos_token_id
+        text_config.eos_token_id = tokenizer.eos_token_id
     if cfg.llm.attn_implementation:
         text_config._attn_implementation = cfg.llm.attn_implementation
     template = cfg.template or family.default_template
