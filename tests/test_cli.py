@@ -134,3 +134,17 @@ def test_interactive_chat_handles_commands_and_turns(trained, tiny_data, monkeyp
     # after /ecg the conversation restarted: one question and one answer
     assert [t.role for t in session.turns] == ["user", "assistant"]
     assert session.turns[0].text.startswith("<ecg>\nAgain?")
+
+
+def test_import_gemfactory_is_light_and_registers_auto_classes(trained):
+    _, out = trained
+    code = (
+        "import sys, gemfactory\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
+        "from transformers import AutoModelForCausalLM\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(out / 'finetune' / 'model')!r})\n"
+        "print(type(m).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("GemForCausalLM")

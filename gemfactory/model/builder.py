@@ -39,6 +39,8 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
     if not cfg.llm.path:  # a tiny build: the trained tokenizer's ids, not the model type's defaults
         text_config.bos_token_id = tokenizer.bos_token_id
         text_config.eos_token_id = tokenizer.eos_token_id
+        if tokenizer.pad_token_id != tokenizer.eos_token_id:  # a shared pad row would freeze EOS
+            text_config.pad_token_id = tokenizer.pad_token_id
     if cfg.llm.attn_implementation:
         text_config._attn_implementation = cfg.llm.attn_implementation
     template = cfg.template or family.default_template

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..registry import CONNECTORS, ECG_ENCODERS, VISION_TOWERS
 from .configuration import GemConfig
 
@@ -69,10 +69,10 @@ class GemForCausalLM(GemPreTrainedModel):
     def modality_tokens(self) -> dict[str, int]:
         """Tokens each placeholder expands to."""
         out = {}
-        if self.vision_tower is not None:
-            out["image"] = self.vision_tower.num_tokens
-        if self.ecg_encoder is not None:
-            out["ecg"] = self.ecg_encoder.num_tokens
+        for key, encoder in (("image", self.vision_tower), ("ecg", self.ecg_encoder)):
+            if encoder is not None:  # a connector may change the count (resampler: num_queries)
+                count = getattr(self.connectors[key], "output_tokens", None)
+                out[key] = count(encoder.num_tokens) if callable(count) else encoder.num_tokens
         return out
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -143,4 +143,7 @@ def _connector(config: GemConfig, modality: str, in_dim: int, out_dim: int) -> n
     spec = config.connectors.get(modality)
     if spec is None:
         raise DataError(f"config.connectors.{modality} is missing for the {modality} encoder")
-    return CONNECTORS.get(spec["name"])(in_dim, out_dim, **spec.get("options", {}))
+    try:
+        return CONNECTORS.get(spec["name"])(in_dim, out_dim, **spec.get("options", {}))
+    except ConfigError as exc:  # name the recipe key
+        raise ConfigError(f"model.connectors.{modality}: {exc}") from None

@@ -5,7 +5,9 @@ rebuild it without the original processor files.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,3 +91,29 @@ def expand_to_square(img: Image.Image, fill: tuple[int, int, int]) -> Image.Imag
     canvas = Image.new(img.mode, (side, side), fill)
     canvas.paste(img, ((side - w) // 2, (side - h) // 2))
     return canvas
+
+
+def check_layers(options: dict, num_layers: int) -> list[int]:
+    """The hidden-state indices a tower returns (``layers`` or ``select_layer``), range-checked."""
+    if options["select_feature"] not in ("patch", "cls_patch"):
+        raise ConfigError(
+            f"model.vision.options.select_feature: {options['select_feature']!r} is not one of patch, cls_patch"
+        )
+    layers = options["layers"] if options["layers"] is not None else [options["select_layer"]]
+    key = "layers" if options["layers"] is not None else "select_layer"
+    for layer in layers:
+        if not isinstance(layer, int) or not -(num_layers + 1) <= layer <= num_layers:
+            raise ConfigError(
+                f"model.vision.options.{key}: {layer!r} is out of range for a tower with "
+                f"{num_layers} layers (use -{num_layers + 1}..{num_layers})"
+            )
+    return list(layers)
+
+
+def processor_stats(folder: Path) -> dict:
+    """image_mean / image_std from a HF folder's preprocessor_config.json, if it has one."""
+    f = folder / "preprocessor_config.json"
+    if not f.is_file():
+        return {}
+    cfg = json.loads(f.read_text())
+    return {k: cfg[k] for k in ("image_mean", "image_std") if k in cfg}

@@ -5,14 +5,13 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
-from .base import CLIP_MEAN, CLIP_STD, VisionTower
+from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, processor_stats
 
 
 @VISION_TOWERS.register("clip")
@@ -29,7 +28,7 @@ class CLIPTower(VisionTower):
         self.model = CLIPVisionModel(CLIPVisionConfig(**arch))
         cfg = self.model.config
         self.image_size = cfg.image_size
-        self.layers = _check_layers(self.options, cfg.num_hidden_layers)
+        self.layers = check_layers(self.options, cfg.num_hidden_layers)
         n_patches = (cfg.image_size // cfg.patch_size) ** 2
         self.num_tokens = n_patches + (1 if self.options["select_feature"] == "cls_patch" else 0)
         self.hidden_size = cfg.hidden_size * len(self.layers)
@@ -43,7 +42,7 @@ class CLIPTower(VisionTower):
             if not Path(path).is_dir():
                 raise ConfigError(f"model.vision.path: {path!r} is not a local folder")
             base = CLIPVisionConfig.from_pretrained(path).to_diff_dict()
-            options.update(_processor_stats(Path(path)))
+            options.update(processor_stats(Path(path)))
         else:
             base = dict(cls.tiny_arch)
         full = CLIPVisionConfig(**{**base, **arch}).to_diff_dict()
@@ -62,27 +61,3 @@ class CLIPTower(VisionTower):
         out = self.model(pixel_values.to(dtype), output_hidden_states=True)
         feats = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
         return feats if self.options["select_feature"] == "cls_patch" else feats[:, 1:]
-
-
-def _check_layers(options: dict, num_layers: int) -> list[int]:
-    if options["select_feature"] not in ("patch", "cls_patch"):
-        raise ConfigError(
-            f"model.vision.options.select_feature: {options['select_feature']!r} is not one of patch, cls_patch"
-        )
-    layers = options["layers"] if options["layers"] is not None else [options["select_layer"]]
-    key = "layers" if options["layers"] is not None else "select_layer"
-    for layer in layers:
-        if not isinstance(layer, int) or not -(num_layers + 1) <= layer <= num_layers:
-            raise ConfigError(
-                f"model.vision.options.{key}: {layer!r} is out of range for a tower with "
-                f"{num_layers} layers (use -{num_layers + 1}..{num_layers})"
-            )
-    return list(layers)
-
-
-def _processor_stats(folder: Path) -> dict:
-    f = folder / "preprocessor_config.json"
-    if not f.is_file():
-        return {}
-    cfg = json.loads(f.read_text())
-    return {k: cfg[k] for k in ("image_mean", "image_std") if k in cfg}
