@@ -117,10 +117,13 @@ class Collator:
         }
         if all("labels" in f for f in good):
             batch["labels"] = self._pad([f["labels"] for f in good], IGNORE_INDEX)
-        for key in ("pixel_values", "ecg"):
-            present = [f[key] for f in good if key in f]
-            if present:
-                batch[key] = torch.stack(present)
+        images = [f for f in good if "pixel_values" in f]
+        if images:  # views of all images, in order; image_sizes lets the model regroup them
+            batch["pixel_values"] = torch.cat([f["pixel_values"] for f in images])
+            batch["image_sizes"] = torch.stack([f["image_size"] for f in images])
+        ecgs = [f["ecg"] for f in good if "ecg" in f]
+        if ecgs:
+            batch["ecg"] = torch.stack(ecgs)
         return batch
 
     def _pad(self, seqs: list[torch.Tensor], value: int) -> torch.Tensor:

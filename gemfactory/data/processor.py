@@ -44,7 +44,7 @@ class Processor:
         )
 
     # inputs -------------------------------------------------------------------------------
-    def load_image(self, path: str | Path) -> torch.Tensor:
+    def open_image(self, path: str | Path) -> Image.Image:
         if self.image_processor is None:
             raise DataError(f"image {path}: this model has no vision tower")
         p = Path(path)
@@ -56,15 +56,18 @@ class Processor:
                     raise DataError(
                         f"image {p}: {img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS}"
                     )
-                img.load()
-                return self.image_processor([img])[0]
+                return img.convert("RGB")
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
 
-    def image_tensor(self, image: Image.Image) -> torch.Tensor:
-        if self.image_processor is None:
+    def image_inputs(self, image: Image.Image | str | Path) -> dict:
+        """``pixel_values`` [views, 3, S, S] and ``image_size`` (height, width) of one image."""
+        if not isinstance(image, Image.Image):
+            image = self.open_image(image)
+        elif self.image_processor is None:
             raise DataError("this model has no vision tower, so it cannot take an image")
-        return self.image_processor([image])[0]
+        return {"pixel_values": self.image_processor.views(image),
+                "image_size": torch.tensor([image.height, image.width])}
 
     def load_ecg(self, record: str | Path) -> torch.Tensor:
         if self.signal_spec is None:
@@ -93,10 +96,10 @@ class Processor:
         return turns
 
     def encode(self, turns: list[Turn], *, has_image=False, has_ecg=False, item_id="?",
-               generation=False) -> dict:
+               generation=False, image_size=None) -> dict:
         turns = self._place(turns, has_image, has_ecg, item_id)
         enc = self.template.encode(turns, self.tokenizer, add_generation_prompt=generation)
-        ids, labels = self._expand(enc.input_ids, enc.labels)
+        ids, labels = self._expand(enc.input_ids, enc.labels, image_size)
         if not generation:
             if len(ids) > self.max_length:
                 ids, labels = self._truncate(ids, labels, item_id)
@@ -104,11 +107,14 @@ class Processor:
                 raise DataError(f"sample {item_id}: no supervised token (no assistant reply to learn)")
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
 
-    def _expand(self, ids: list[int], labels: list[int]):
+    def _expand(self, ids: list[int], labels: list[int], image_size=None):
         repeat = {}
         for name, token in (("image", IMAGE_TOKEN), ("ecg", ECG_TOKEN)):
             if name in self.modality_tokens:
                 repeat[self.tokenizer.convert_tokens_to_ids(token)] = self.modality_tokens[name]
+        if image_size is not None and "image" in self.modality_tokens:  # any-resolution: varies per image
+            repeat[self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)] = self.image_processor.num_tokens(
+                image_size.tolist(), self.modality_tokens["image"])
         out_ids, out_labels = [], []
         for i, label in zip(ids, labels):
             n = repeat.get(i, 1)
@@ -137,13 +143,14 @@ class Processor:
         for key, value in (("image", image), ("ecg", ecg)):
             if value is not None and not isinstance(value, str):
                 raise DataError(f"sample {item_id}: {key!r} must be a path string, got {type(value).__name__}")
-        feats = self.encode(turns, has_image=bool(image), has_ecg=bool(ecg), item_id=item_id)
         try:
-            if image:
-                feats["pixel_values"] = self.load_image(Path(image_folder) / image)
+            inputs = self.image_inputs(Path(image_folder) / image) if image else {}
             if ecg:
-                feats["ecg"] = self.load_ecg(Path(ecg_folder) / ecg)
+                inputs["ecg"] = self.load_ecg(Path(ecg_folder) / ecg)
         except DataError as exc:
             raise DataError(f"sample {item_id}: {exc}") from None
+        feats = self.encode(turns, has_image=bool(image), has_ecg=bool(ecg), item_id=item_id,
+                            image_size=inputs.get("image_size"))
+        feats.update(inputs)
         feats["id"] = item_id
         return feats

@@ -39,14 +39,12 @@ class GenerationSettings:
 
 def features(loaded: Loaded, prompt: Prompt) -> dict:
     p = loaded.processor
-    feats = p.encode(prompt.turns, has_image=prompt.image is not None, has_ecg=prompt.ecg is not None,
-                     generation=True)
-    if prompt.image is not None:
-        feats["pixel_values"] = (p.load_image(prompt.image) if isinstance(prompt.image, (str, Path))
-                                 else p.image_tensor(prompt.image))
+    inputs = p.image_inputs(prompt.image) if prompt.image is not None else {}
     if prompt.ecg is not None:
-        feats["ecg"] = p.load_ecg(prompt.ecg) if isinstance(prompt.ecg, (str, Path)) else prompt.ecg
-    return feats
+        inputs["ecg"] = p.load_ecg(prompt.ecg) if isinstance(prompt.ecg, (str, Path)) else prompt.ecg
+    feats = p.encode(prompt.turns, has_image=prompt.image is not None, has_ecg=prompt.ecg is not None,
+                     generation=True, image_size=inputs.get("image_size"))
+    return {**feats, **inputs}
 
 
 def _batch(loaded: Loaded, prompts: list[Prompt]) -> dict:

@@ -45,6 +45,12 @@ class GemForCausalLM(GemPreTrainedModel):
             cls = VISION_TOWERS.get(config.vision["name"])
             self.vision_tower = cls(config.vision["arch"], config.vision["options"])
             self.connectors["image"] = _connector(config, "image", self.vision_tower.hidden_size, llm_width)
+            self.anyres = self.vision_tower.anyres_layout()
+            if self.anyres is not None:
+                if hasattr(self.connectors["image"], "output_tokens"):
+                    raise ConfigError("model.vision.options.anyres_grid: cannot be combined with a connector "
+                                      "that changes the token count (e.g. resampler)")
+                self.image_newline = nn.Parameter(torch.zeros(llm_width))
         if config.ecg:
             from ..ecg.spec import SignalSpec
 
@@ -52,6 +58,10 @@ class GemForCausalLM(GemPreTrainedModel):
             self.ecg_encoder = cls(config.ecg["arch"], SignalSpec.from_dict(config.ecg["signal"]))
             self.connectors["ecg"] = _connector(config, "ecg", self.ecg_encoder.hidden_size, llm_width)
         self.post_init()
+
+    def init_extra_parameters(self, init) -> None:
+        if getattr(self, "image_newline", None) is not None:
+            init.normal_(self.image_newline, std=self.image_newline.shape[0] ** -0.5)
 
     # embeddings -------------------------------------------------------------------------------
     def get_input_embeddings(self):
@@ -75,16 +85,25 @@ class GemForCausalLM(GemPreTrainedModel):
                 out[key] = count(encoder.num_tokens) if callable(count) else encoder.num_tokens
         return out
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.connectors["image"](self.vision_tower(pixel_values))
+    def encode_images(self, pixel_values: torch.Tensor, image_sizes=None) -> torch.Tensor:
+        """[views, 3, S, S] -> image tokens [n_tokens, D] in order (any-resolution views regrouped)."""
+        feats = self.connectors["image"](self.vision_tower(pixel_values))
+        if getattr(self, "anyres", None) is None:
+            return feats.reshape(-1, feats.shape[-1])
+        if image_sizes is None:
+            raise DataError("any-resolution images need image_sizes (height, width) for each image")
+        sizes = image_sizes.tolist()
+        per_image = feats.split([self.anyres.num_views(hw) for hw in sizes])
+        return torch.cat([self.anyres.pack(f, hw, self.image_newline) for f, hw in zip(per_image, sizes)])
 
     def encode_ecg(self, signals: torch.Tensor) -> torch.Tensor:
         return self.connectors["ecg"](self.ecg_encoder(signals))
 
-    def embed(self, input_ids, pixel_values=None, ecg=None) -> torch.Tensor:
+    def embed(self, input_ids, pixel_values=None, ecg=None, image_sizes=None) -> torch.Tensor:
         embeds = self.get_input_embeddings()(input_ids)
         for name, token_id, inputs, encode in (
-            ("image", self.config.image_token_id, pixel_values, self.encode_images),
+            ("image", self.config.image_token_id, pixel_values,
+             lambda px: self.encode_images(px, image_sizes)),
             ("ecg", self.config.ecg_token_id, ecg, self.encode_ecg),
         ):
             if token_id is None:
@@ -96,9 +115,10 @@ class GemForCausalLM(GemPreTrainedModel):
                     raise DataError(f"the text has {n_slots} {name} placeholder tokens but no {name} input")
                 continue
             feats = encode(inputs)
-            if feats.shape[0] * feats.shape[1] != n_slots:
+            feats = feats.reshape(-1, feats.shape[-1])
+            if feats.shape[0] != n_slots:
                 raise DataError(
-                    f"{feats.shape[0]} {name} input(s) give {feats.shape[0] * feats.shape[1]} tokens, "
+                    f"{len(inputs)} {name} input(s) give {feats.shape[0]} tokens, "
                     f"but the text has {n_slots} {name} placeholder tokens"
                 )
             embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
@@ -115,11 +135,12 @@ class GemForCausalLM(GemPreTrainedModel):
         labels: torch.LongTensor | None = None,
         pixel_values: torch.FloatTensor | None = None,
         ecg: torch.FloatTensor | None = None,
+        image_sizes: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
-            inputs_embeds = self.embed(input_ids, pixel_values, ecg)
+            inputs_embeds = self.embed(input_ids, pixel_values, ecg, image_sizes)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -131,9 +152,9 @@ class GemForCausalLM(GemPreTrainedModel):
         )
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask=None, pixel_values=None, ecg=None, **kwargs):
+    def generate(self, input_ids, attention_mask=None, pixel_values=None, ecg=None, image_sizes=None, **kwargs):
         """Generate from a multimodal prompt; returns only the new tokens."""
-        embeds = self.embed(input_ids, pixel_values, ecg)
+        embeds = self.embed(input_ids, pixel_values, ecg, image_sizes)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)

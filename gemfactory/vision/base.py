@@ -23,6 +23,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class VisionTower(nn.Module):
     tiny_arch: dict = {}
     default_options: dict = {}
+    common_options = {"anyres_grid": None}  # LLaVA-NeXT tiling, see anyres.py
+
 
     def __init__(self, arch: dict, options: dict):
         super().__init__()
@@ -39,13 +41,19 @@ class VisionTower(nn.Module):
 
     @classmethod
     def check_options(cls, options: dict) -> dict:
-        unknown = set(options) - set(cls.default_options)
+        known = {**cls.common_options, **cls.default_options}
+        unknown = set(options) - set(known)
         if unknown:
             raise ConfigError(
-                f"model.vision.options: unknown keys {sorted(unknown)}; "
-                f"expected some of {sorted(cls.default_options)}"
+                f"model.vision.options: unknown keys {sorted(unknown)}; expected some of {sorted(known)}"
             )
-        return {**cls.default_options, **options}
+        return {**known, **options}
+
+    def anyres_layout(self):
+        from .anyres import AnyResLayout
+
+        grid = self.options.get("anyres_grid")
+        return AnyResLayout.from_options(grid, self.image_size, self.num_tokens) if grid else None
 
     def load_pretrained(self, path: str) -> None:
         raise NotImplementedError
@@ -56,6 +64,7 @@ class VisionTower(nn.Module):
             mean=tuple(self.options.get("image_mean", CLIP_MEAN)),
             std=tuple(self.options.get("image_std", CLIP_STD)),
             aspect=self.options.get("image_aspect", "pad"),
+            anyres=self.anyres_layout(),
         )
 
 
@@ -67,19 +76,36 @@ class ImagePreprocessor:
     mean: tuple[float, ...] = CLIP_MEAN
     std: tuple[float, ...] = CLIP_STD
     aspect: str = "pad"  # pad (LLaVA-1.5: pad to square with the mean colour) | resize
+    anyres: object = None  # AnyResLayout: several views per image
+
+    @property
+    def fill(self) -> tuple[int, int, int]:
+        return tuple(int(255 * m) for m in self.mean)
 
     def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
+        """One view per image: [B, 3, size, size]."""
         out = []
         for img in images:
             img = img.convert("RGB")
             if self.aspect == "pad":
-                img = expand_to_square(img, tuple(int(255 * m) for m in mean))
-            img = img.resize((self.size, self.size), Image.BICUBIC)
-            arr = (np.asarray(img, dtype=np.float32) / 255.0 - mean) / std
-            out.append(torch.from_numpy(arr.transpose(2, 0, 1).copy()))
+                img = expand_to_square(img, self.fill)
+            out.append(self._tensor(img.resize((self.size, self.size), Image.BICUBIC)))
         return torch.stack(out)
+
+    def views(self, image: Image.Image) -> torch.Tensor:
+        """All views the tower sees of one image: [V, 3, size, size] (V = 1 without any-resolution)."""
+        if self.anyres is None:
+            return self([image])
+        return torch.stack([self._tensor(v) for v in self.anyres.views(image.convert("RGB"), self.fill)])
+
+    def num_tokens(self, size_hw, fixed: int) -> int:
+        return self.anyres.num_tokens(size_hw) if self.anyres is not None else fixed
+
+    def _tensor(self, img: Image.Image) -> torch.Tensor:
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        arr = (np.asarray(img, dtype=np.float32) / 255.0 - mean) / std
+        return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
 
 def expand_to_square(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
