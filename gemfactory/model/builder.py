@@ -15,6 +15,36 @@ from .modeling import GemForCausalLM
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def recipe_template(recipe):
+    """The recipe's chat template (or its LLM family's default), instantiated."""
+    name = recipe.model.template or LLMS.get(recipe.model.llm.name).default_template
+    return TEMPLATES.get(name)()
+
+
+def tokenizer_texts(recipe, template) -> list[str]:
+    """Texts a tiny tokenizer is trained on: the first stage's data plus the template's words."""
+    from ..data.dataset import load_items
+
+    train = recipe.stages[0].train or recipe.data.train
+    if not train:
+        raise ConfigError(f"{recipe.source}: data.train: no training data given")
+    texts = []
+    for item in load_items(train):
+        for turn in item.get("conversations", item.get("conversation", [])):
+            if isinstance(turn, dict) and isinstance(turn.get("value"), str):
+                texts.append(turn["value"])
+    texts.append(getattr(template, "system", ""))
+    texts.append("USER: ASSISTANT: <|user|> <|assistant|> system user assistant model")
+    return texts
+
+
+def tokenizer_for_recipe(recipe, template=None):
+    """A local tokenizer folder when the recipe names one, else a tiny BPE trained on its data."""
+    template = template or recipe_template(recipe)
+    local = recipe.model.llm.tokenizer or recipe.model.llm.path
+    return build_tokenizer(recipe.model, None if local else tokenizer_texts(recipe, template))
+
+
 def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None):
     family = LLMS.get(cfg.llm.name)()
     source = cfg.llm.tokenizer or cfg.llm.path

@@ -42,15 +42,12 @@ def check_sample(template, turns, tokenizer) -> str:
 def check_recipe_template(recipe_path: str, overrides, n: int) -> int:
     from ..config import load_recipe
     from ..data.dataset import load_items
-    from ..model.builder import build_tokenizer
-    from ..registry import LLMS, TEMPLATES
+    from ..model.builder import recipe_template, tokenizer_for_recipe
     from ..template.base import normalize_conversation
-    from ..train.trainer import _tokenizer_texts
 
     recipe = load_recipe(recipe_path, overrides)
-    template = TEMPLATES.get(recipe.model.template or LLMS.get(recipe.model.llm.name).default_template)()
-    texts = None if (recipe.model.llm.tokenizer or recipe.model.llm.path) else _tokenizer_texts(recipe, template)
-    tokenizer = build_tokenizer(recipe.model, texts)
+    template = recipe_template(recipe)
+    tokenizer = tokenizer_for_recipe(recipe, template)
     items = load_items(recipe.stages[0].train or recipe.data.train)[:n]
     failures = 0
     for item in items:

@@ -11,12 +11,12 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..config import Recipe, StageConfig
-from ..data.dataset import Collator, GemDataset, SkipLog, load_items
+from ..data.dataset import Collator, GemDataset, SkipLog
 from ..data.processor import Processor
 from ..errors import ConfigError, DataError
-from ..model.builder import build_model, build_tokenizer
+from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
+from ..model.builder import tokenizer_texts as _tokenizer_texts  # noqa: F401  (tests use this name)
 from ..model.checkpoint import point_latest, save_checkpoint
-from ..registry import TEMPLATES
 from .tuning import apply_tuning, component_of, parameter_counts
 
 log = logging.getLogger(__name__)
@@ -130,31 +130,14 @@ def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path) -> Tra
     )
 
 
-def _tokenizer_texts(recipe: Recipe, template) -> list[str]:
-    train = recipe.stages[0].train or recipe.data.train
-    if not train:
-        raise ConfigError(f"{recipe.source}: data.train: no training data given")
-    texts = []
-    for item in load_items(train):
-        for turn in item.get("conversations", item.get("conversation", [])):
-            if isinstance(turn, dict) and isinstance(turn.get("value"), str):
-                texts.append(turn["value"])
-    texts.append(getattr(template, "system", ""))
-    texts.append("USER: ASSISTANT: <|user|> <|assistant|> system user assistant model")
-    return texts
-
-
 def train(recipe: Recipe) -> Path:
     """Run every stage; return the folder of the final model."""
     prepare_distributed_env(bool(recipe.training.deepspeed))
     deepspeed_config(recipe.training.deepspeed)  # fail early on a bad name
     torch.manual_seed(recipe.training.seed)
     run_dir = Path(recipe.training.output_dir)
-    from ..registry import LLMS
-
-    template = TEMPLATES.get(recipe.model.template or LLMS.get(recipe.model.llm.name).default_template)()
-    texts = None if (recipe.model.llm.tokenizer or recipe.model.llm.path) else _tokenizer_texts(recipe, template)
-    tokenizer = build_tokenizer(recipe.model, texts)
+    template = recipe_template(recipe)
+    tokenizer = tokenizer_for_recipe(recipe, template)
     model = build_model(recipe.model, tokenizer)
     final = None
     for stage in recipe.stages:
