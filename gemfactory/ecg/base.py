@@ -45,8 +45,17 @@ class ECGEncoder(nn.Module):
     def load_pretrained(self, path: str) -> None:
         from ..model.weights import load_state_file
 
-        state = load_state_file(path, key="model.ecg.path")
-        missing, unexpected = self.load_state_dict(self.map_pretrained_names(state), strict=False)
+        state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
+        own = self.state_dict()
+        state = {k: v for k, v in state.items() if k in own}  # other weights of the file are ignored
+        wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here"
+                 for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if wrong:
+            raise ConfigError(
+                f"model.ecg.path: {path} does not fit model.ecg.arch / model.ecg.signal: {len(wrong)} "
+                f"tensors differ in shape, e.g. {wrong[:3]}"
+            )
+        missing, _ = self.load_state_dict(state, strict=False)
         if missing:
             raise ConfigError(
                 f"model.ecg.path: {path} lacks weights for {len(missing)} parameters, e.g. {missing[:3]}"

@@ -84,10 +84,13 @@ class ViT1D(ECGEncoder):
         return x if mode == "cls_patch" else (x[:, 1:] if mode == "patch" else x[:, :1])
 
     def map_pretrained_names(self, state: dict) -> dict:
-        # ECG-CoCa checkpoints hold the encoder under "visual." with open_clip block names
-        out = {}
-        for key, value in state.items():
-            key = key.removeprefix("module.").removeprefix("visual.")
-            key = key.replace("transformer.resblocks.", "blocks.")
-            out[key] = value
-        return out
+        # A whole CoCa / CLIP checkpoint holds the 1D tower under "visual." (open_clip), "ecg."
+        # (ECG-Chat's ECG-CoCa) or "ecg_encoder." (a gemfactory model), next to a text tower whose
+        # top-level names would collide with the tower's: keep only the tower's keys.
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        for prefix in ("visual.", "ecg.", "ecg_encoder."):
+            if any(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                break
+        block = "transformer.resblocks."
+        return {("blocks." + k[len(block):] if k.startswith(block) else k): v for k, v in state.items()}

@@ -1,6 +1,7 @@
 """Recipe -> GemForCausalLM + tokenizer, through the registries."""
 from __future__ import annotations
 
+import inspect
 from typing import Iterable
 
 import torch
@@ -71,8 +72,6 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
         text_config.eos_token_id = tokenizer.eos_token_id
         if tokenizer.pad_token_id != tokenizer.eos_token_id:  # a shared pad row would freeze EOS
             text_config.pad_token_id = tokenizer.pad_token_id
-    if cfg.llm.attn_implementation:
-        text_config._attn_implementation = cfg.llm.attn_implementation
     template = cfg.template or family.default_template
     TEMPLATES.get(template)  # fail early on unknown names
     vision = ecg = None
@@ -83,7 +82,9 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
         vision = {"name": cfg.vision.name, "arch": arch, "options": options}
     if cfg.ecg is not None:
         enc_cls = ECG_ENCODERS.get(cfg.ecg.name)
-        arch, spec = enc_cls.resolve(cfg.ecg.arch, cfg.ecg.signal)
+        # encoders that read their architecture from a folder (ecg_image) take model.ecg.path
+        takes_path = "path" in inspect.signature(enc_cls.resolve).parameters
+        arch, spec = enc_cls.resolve(cfg.ecg.arch, cfg.ecg.signal, **({"path": cfg.ecg.path} if takes_path else {}))
         ecg = {"name": cfg.ecg.name, "arch": arch, "signal": spec.to_dict()}
     for modality, conn in cfg.connectors.items():
         CONNECTORS.get(conn.name)
@@ -98,6 +99,8 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
         layout=cfg.layout,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         ecg_token_id=tokenizer.convert_tokens_to_ids(ECG_TOKEN),
+        # given to GemConfig itself: its init resets the attention implementation of text_config
+        attn_implementation=cfg.llm.attn_implementation,
     )
 
 
