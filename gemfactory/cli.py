@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and getattr(args, "command", None) == "chat" and args.question is None \
             and not any(e.startswith("-") for e in extra):
         args.question = " ".join(extra)
+    elif extra and isinstance(getattr(args, "overrides", None), list) \
+            and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]  # dotted overrides written after the options
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
@@ -201,14 +204,9 @@ def cmd_recipe_check(args) -> int:
     if not (recipe.model.llm.path or recipe.model.llm.tokenizer):
         needs |= {"data.train", f"stages.{recipe.stages[0].name}.train"}
     if not any(m.key in needs for m in missing):
-        from .model.builder import build_config, build_tokenizer
-        from .registry import LLMS, TEMPLATES
-        from .train.trainer import _tokenizer_texts
+        from .model.builder import build_config, tokenizer_for_recipe
 
-        template = TEMPLATES.get(recipe.model.template or LLMS.get(recipe.model.llm.name).default_template)()
-        texts = None if (recipe.model.llm.tokenizer or recipe.model.llm.path) else _tokenizer_texts(recipe, template)
-        tok = build_tokenizer(recipe.model, texts)
-        config = build_config(recipe.model, tok)
+        config = build_config(recipe.model, tokenizer_for_recipe(recipe))
         print(f"{args.recipe}: config ok (llm {config.llm_family}, template {config.template}, "
               f"vision {config.vision and config.vision['name']}, ecg {config.ecg and config.ecg['name']})")
     if missing:

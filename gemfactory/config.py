@@ -56,6 +56,7 @@ class ECGConfig:
 @dataclass
 class ConnectorConfig:
     name: str = "mlp2x_gelu"
+    path: Optional[str] = None  # weight file of a trained connector (e.g. LLaVA's mm_projector.bin)
     options: dict = field(default_factory=dict)
 
 
@@ -98,6 +99,10 @@ class StageConfig:
     scheduler: str = "cosine"
     max_length: Optional[int] = None  # overrides data.max_length
     train: Optional[str] = None  # overrides data.train
+    image_folder: Optional[str] = None  # overrides data.image_folder
+    ecg_folder: Optional[str] = None  # overrides data.ecg_folder
+    # renders this stage's samples (LLaVA pretrains with `plain`); the checkpoint keeps model.template
+    template: Optional[str] = None
     tune: dict[str, str] = field(default_factory=dict)  # component -> tune type
     lora: dict = field(default_factory=dict)  # r, alpha, dropout, target_modules
 

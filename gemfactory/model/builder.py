@@ -120,4 +120,24 @@ def build_model(cfg: ModelConfig, tokenizer) -> GemForCausalLM:
         model.vision_tower.load_pretrained(cfg.vision.path)
     if cfg.ecg is not None and cfg.ecg.path:
         model.ecg_encoder.load_pretrained(cfg.ecg.path)
+    for modality, conn in cfg.connectors.items():
+        if conn.path:
+            load_connector(model.connectors[modality], conn.path, f"model.connectors.{modality}.path")
     return model.to(DTYPES[cfg.llm.dtype])
+
+
+def load_connector(module, path: str, key: str) -> None:
+    """Trained connector weights: a state dict of the connector alone, or a LLaVA projector file
+    (``model.mm_projector.0.weight`` ...: everything up to ``mm_projector.`` is dropped)."""
+    from ..errors import CheckpointError
+    from .weights import load_state_file
+
+    state = {k.split("mm_projector.", 1)[-1]: v for k, v in load_state_file(path, key=key).items()}
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{key}: {path} does not fit the connector: {str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{key}: {path} does not fit the connector (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )

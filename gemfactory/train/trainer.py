@@ -17,6 +17,7 @@ from ..errors import ConfigError, DataError
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..model.builder import tokenizer_texts as _tokenizer_texts  # noqa: F401  (tests use this name)
 from ..model.checkpoint import point_latest, save_checkpoint
+from ..registry import TEMPLATES
 from .tuning import apply_tuning, component_of, parameter_counts
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def train(recipe: Recipe) -> Path:
     torch.manual_seed(recipe.training.seed)
     run_dir = Path(recipe.training.output_dir)
     template = recipe_template(recipe)
+    for stage in recipe.stages:  # unknown stage templates fail before any training
+        if stage.template:
+            TEMPLATES.get(stage.template)
     tokenizer = tokenizer_for_recipe(recipe, template)
     model = build_model(recipe.model, tokenizer)
     final = None
@@ -153,9 +157,11 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     train_path = stage.train or recipe.data.train
     if not train_path:
         raise ConfigError(f"{recipe.source}: stages.{stage.name}: no training data (data.train)")
+    if stage.template:
+        template = TEMPLATES.get(stage.template)()
     processor = Processor.from_model(model, tokenizer, template, stage.max_length or recipe.data.max_length)
-    dataset = GemDataset(train_path, processor, recipe.data.image_folder, recipe.data.ecg_folder,
-                         recipe.data.on_bad_sample)
+    dataset = GemDataset(train_path, processor, stage.image_folder or recipe.data.image_folder,
+                         stage.ecg_folder or recipe.data.ecg_folder, recipe.data.on_bad_sample)
     skip_log = SkipLog()
     stage_dir = run_dir / stage.name
     trainer = GemTrainer(
