@@ -58,6 +58,9 @@ class ConnectorConfig:
     name: str = "mlp2x_gelu"
     path: Optional[str] = None  # weight file of a trained connector (e.g. LLaVA's mm_projector.bin)
     options: dict = field(default_factory=dict)
+    # feed this connector's output through another modality's connector, whose weights are shared
+    # (GEM: ECG tokens -> Linear(768 -> 1024) -> the image projector): `via: image`
+    via: Optional[str] = None
 
 
 @dataclass
@@ -82,6 +85,9 @@ class DataConfig:
     # what to do with a sample that cannot be used (missing file, bad record, no supervised token)
     on_bad_sample: Literal["skip", "error"] = "skip"
     max_bad_fraction: float = 0.05  # a training run stops once more than this share was skipped
+    # ViP-LLaVA augmentation: chance that an image sample without visual_prompts gets one random
+    # prompt drawn on it (seeded from the sample id)
+    random_visual_prompts: float = 0.0
     num_workers: int = 0
 
 
@@ -400,9 +406,19 @@ def _check_recipe(r: Recipe) -> None:
             raise ConfigError(
                 f"{src}: model.connectors.{key}: unknown modality; expected 'image' or 'ecg'"
             )
+    for key, conn in r.model.connectors.items():
+        if conn.via is not None and (conn.via == key or conn.via not in r.model.connectors):
+            raise ConfigError(
+                f"{src}: model.connectors.{key}.via: {conn.via!r} must name the other modality's connector"
+            )
+        if conn.via is not None and r.model.connectors[conn.via].via is not None:
+            raise ConfigError(f"{src}: model.connectors.{key}.via: chains of shared connectors are not supported")
     if r.model.vision is not None and "image" not in r.model.connectors:
         raise ConfigError(f"{src}: model.connectors.image: required when model.vision is set")
     if r.model.ecg is not None and "ecg" not in r.model.connectors:
         raise ConfigError(f"{src}: model.connectors.ecg: required when model.ecg is set")
     if not 0 <= r.data.max_bad_fraction <= 1:
         raise ConfigError(f"{src}: data.max_bad_fraction: must be within [0, 1]")
+    if not 0 <= r.data.random_visual_prompts <= 1:
+        raise ConfigError(f"{src}: data.random_visual_prompts: must be within [0, 1], "
+                          f"got {r.data.random_visual_prompts}")

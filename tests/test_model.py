@@ -141,3 +141,37 @@ def test_phi_family_builds_and_trains_a_step(tiny_data):
     loss.backward()
     assert torch.isfinite(loss)
     assert model.ecg_encoder.conv1.weight.grad is not None or "ecg" not in b
+
+
+def test_gem_ecg_connector_feeds_the_shared_image_projector(tiny_data, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from conftest import tiny_recipe
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.errors import ConfigError
+    from gemfactory.model.builder import build_model, build_tokenizer
+    from gemfactory.registry import TEMPLATES
+    from gemfactory.train.trainer import _tokenizer_texts
+
+    raw = tiny_recipe(tiny_data, tmp_path / "run")
+    raw["model"]["connectors"] = {"image": {"name": "mlp2x_gelu"}, "ecg": {"name": "linear", "via": "image"}}
+    recipe = recipe_from_dict(raw)
+    tok = build_tokenizer(recipe.model, _tokenizer_texts(recipe, TEMPLATES.get("vicuna_v1")()))
+    model = build_model(recipe.model, tok).eval()
+    first = model.connectors["ecg"].first
+    # the ECG connector owns only its Linear(ECG width -> tower width); the projector is the image one
+    assert (first.in_features, first.out_features) == (model.ecg_encoder.hidden_size, model.vision_tower.hidden_size)
+    names = [n for n, _ in model.named_parameters() if n.startswith("connectors.ecg")]
+    assert names == ["connectors.ecg.first.weight", "connectors.ecg.first.bias"]
+    signals = torch.randn(2, 12, 1000)
+    with torch.no_grad():
+        expected = model.connectors["image"](first(model.ecg_encoder(signals)))
+        assert torch.equal(model.encode_ecg(signals), expected)
+    folder = save_checkpoint(model, tok, tmp_path / "ckpt")
+    loaded = AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_ecg(signals), expected)
+    bad = dict(raw, model={**raw["model"], "connectors": {"image": {"name": "linear"},
+                                                          "ecg": {"name": "linear", "via": "ecg"}}})
+    with pytest.raises(ConfigError, match="model.connectors.ecg.via: 'ecg' must name the other modality"):
+        recipe_from_dict(bad)

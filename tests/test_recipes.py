@@ -81,7 +81,7 @@ def test_gem_recipes(name, llm, template):
     arch, spec = ECG_ENCODERS.get("vit1d").resolve(m.ecg.arch, m.ecg.signal)
     assert (arch["width"], arch["layers"], arch["patch_size"]) == (768, 12, 50)
     assert (spec.n_leads, spec.n_samples, spec.fs) == (12, 5000, 500.0)
-    assert {k: c.name for k, c in m.connectors.items()} == {"image": "mlp2x_gelu", "ecg": "mlp2x_gelu"}
+    assert {k: (c.name, c.via) for k, c in m.connectors.items()} == {"image": ("mlp2x_gelu", None), "ecg": ("linear", "image")}
     assert r.data.max_length == 4096
     (s,) = r.stages
     assert (s.lr, global_batch(s), s.epochs, s.scheduler, s.warmup_ratio) == (2e-5, 256, 1, "cosine", 0.03)

@@ -88,7 +88,7 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
         ecg = {"name": cfg.ecg.name, "arch": arch, "signal": spec.to_dict()}
     for modality, conn in cfg.connectors.items():
         CONNECTORS.get(conn.name)
-        connectors[modality] = {"name": conn.name, "options": dict(conn.options)}
+        connectors[modality] = {"name": conn.name, "options": dict(conn.options), "via": conn.via}
     return GemConfig(
         text_config=text_config,
         llm_family=cfg.llm.name,

@@ -56,7 +56,14 @@ class GemForCausalLM(GemPreTrainedModel):
 
             cls = ECG_ENCODERS.get(config.ecg["name"])
             self.ecg_encoder = cls(config.ecg["arch"], SignalSpec.from_dict(config.ecg["signal"]))
-            self.connectors["ecg"] = _connector(config, "ecg", self.ecg_encoder.hidden_size, llm_width)
+            via = config.connectors.get("ecg", {}).get("via")
+            if via == "image" and self.vision_tower is not None:  # GEM: into the image projector
+                first = _connector(config, "ecg", self.ecg_encoder.hidden_size, self.vision_tower.hidden_size)
+                self.connectors["ecg"] = SharedTail(first, self.connectors["image"])
+            elif via is not None:
+                raise ConfigError(f"model.connectors.ecg.via: {via!r} needs a vision tower and its connector")
+            else:
+                self.connectors["ecg"] = _connector(config, "ecg", self.ecg_encoder.hidden_size, llm_width)
         self.post_init()
 
     def init_extra_parameters(self, init) -> None:
@@ -158,6 +165,23 @@ class GemForCausalLM(GemPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+
+class SharedTail(nn.Module):
+    """``first``, then a connector owned by another modality (held outside this module's
+    parameters, so its weights are saved and trained once, under that modality)."""
+
+    def __init__(self, first: nn.Module, shared: nn.Module):
+        super().__init__()
+        self.first = first
+        self._shared = (shared,)
+
+    def output_tokens(self, n_in: int) -> int:
+        count = getattr(self._shared[0], "output_tokens", None)
+        return count(n_in) if callable(count) else n_in
+
+    def forward(self, x):
+        return self._shared[0](self.first(x))
 
 
 def _connector(config: GemConfig, modality: str, in_dim: int, out_dim: int) -> nn.Module:
