@@ -102,3 +102,27 @@ def test_turns_must_alternate(llama_tok):
     tpl = TEMPLATES.get("vicuna_v1")()
     with pytest.raises(DataError, match="turn 1: expected an assistant turn, got user"):
         tpl.encode([Turn("user", "a"), Turn("user", "b")], llama_tok)
+
+
+def test_template_check_cli_fails_on_a_broken_sample(tiny_data, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from conftest import tiny_recipe
+    from gemfactory.cli import main
+
+    items = json.loads((tiny_data / "train.json").read_text())[:2]
+    items[1] = {"id": "broken-1", "conversations": [{"from": "human", "value": "Hello?"},
+                                                     {"from": "gpt", "value": ""}]}
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps(items))
+    recipe = tiny_recipe(tiny_data, tmp_path / "run")
+    recipe["data"]["train"] = str(data)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["-q", "template", "check", str(path), "--n", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert "\u27e6" in out  # the good sample is shown with its supervised span marked
+    assert "--- broken-1: FAILED: turn 1: empty assistant reply" in out
+    assert err.strip() == "error: template vicuna_v1: 1 of 2 samples failed the check"

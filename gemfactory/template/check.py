@@ -22,6 +22,9 @@ def marked(tokenizer, ids: list[int], labels: list[int]) -> str:
 
 def check_sample(template, turns, tokenizer) -> str:
     """Render one conversation; raise when supervision does not match the assistant replies."""
+    for i, t in enumerate(turns):
+        if t.role == "assistant" and not t.text.strip():
+            raise DataError(f"turn {i}: empty assistant reply (nothing to learn but the end token)")
     enc = template.encode(turns, tokenizer)
     supervised = [i for i, label in zip(enc.input_ids, enc.labels) if label != IGNORE_INDEX]
     if not supervised:
