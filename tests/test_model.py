@@ -175,3 +175,29 @@ def test_gem_ecg_connector_feeds_the_shared_image_projector(tiny_data, tmp_path)
                                                           "ecg": {"name": "linear", "via": "ecg"}}})
     with pytest.raises(ConfigError, match="model.connectors.ecg.via: 'ecg' must name the other modality"):
         recipe_from_dict(bad)
+
+
+def test_llm_and_clip_weights_load_from_local_hf_folders(tiny_built, tmp_path):
+    """Real checkpoints go through the same code: save HF folders, point the recipe at them."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.model.builder import build_model, tokenizer_for_recipe
+
+    recipe, tok, _, _ = tiny_built
+    torch.manual_seed(1)
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2))
+    llm.save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=2, image_size=32, patch_size=16))
+    tower.save_pretrained(tmp_path / "clip")
+    raw = recipe.to_dict()
+    raw["model"]["llm"] = {"name": "vicuna", "path": str(tmp_path / "llm")}
+    raw["model"]["vision"] = {"name": "clip", "path": str(tmp_path / "clip")}
+    r = recipe_from_dict(raw)
+    model = build_model(r.model, tokenizer_for_recipe(r))
+    assert torch.equal(model.language_model.model.layers[1].mlp.up_proj.weight, llm.model.layers[1].mlp.up_proj.weight)
+    assert torch.equal(model.vision_tower.model.embeddings.patch_embedding.weight,
+                       tower.embeddings.patch_embedding.weight)
