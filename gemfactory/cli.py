@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("question", nargs="?")
     s.add_argument("--ecg", help="WFDB record path without extension")
     s.add_argument("--image")
+    s.add_argument("--bbox", action="append", metavar="X1,Y1,X2,Y2",
+                   help="draw a rectangle on --image (ViP-LLaVA visual prompt; repeatable)")
+    s.add_argument("--arrow", action="append", metavar="X1,Y1,X2,Y2",
+                   help="draw an arrow from X1,Y1 to X2,Y2 on --image (repeatable)")
+    s.add_argument("--point", action="append", metavar="X,Y", help="draw a filled dot on --image (repeatable)")
+    s.add_argument("--prompt-color", default="red", help="colour of the drawn prompts: a name or #rrggbb")
+    s.add_argument("--prompt-width", type=int, help="line width of the drawn prompts in pixels "
+                   "(default: from the image size)")
     s.add_argument("--max-new-tokens", type=int, default=128)
     s.add_argument("--temperature", type=float, default=0.0)
     s.add_argument("--top-p", type=float, default=1.0)
@@ -81,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-test", type=int, default=300)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_data_synth)
+    d = dsub.add_parser("convert", help="convert LLaVA/GEM/PULSE JSON, ECGInstruct or PTB-XL to canonical JSON")
+    d.add_argument("--from", dest="source", required=True, choices=("ecginstruct", "ptbxl", "llava"))
+    d.add_argument("input", metavar="IN", help="JSON/JSONL file (ptbxl: the folder or ptbxl_database.csv)")
+    d.add_argument("output", metavar="OUT", help="canonical JSON file to write")
+    d.add_argument("--on-bad", choices=("skip", "error"), default="skip",
+                   help="malformed items: skip them and list their ids (default), or refuse")
+    d.add_argument("--ecg-folder", help="check that every record's .hea exists under this folder")
+    d.add_argument("--image-folder", help="check that every image exists under this folder")
+    d.add_argument("--rate", type=int, choices=(500, 100), default=500,
+                   help="ptbxl: filename_hr (500 Hz) or filename_lr (100 Hz) records")
+    d.add_argument("--split", action="store_true", help="ptbxl: strat_fold 10 goes to OUT_test.json")
+    d.set_defaults(func=cmd_data_convert)
 
     s = sub.add_parser("template", help="template tools")
     tsub = s.add_subparsers(dest="template_command", required=True, metavar="TOOL")
@@ -174,6 +194,20 @@ def cmd_data_synth(args) -> int:
 
     summary = synthesize(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     print(json.dumps(summary))
+    return 0
+
+
+def cmd_data_convert(args) -> int:
+    from .data.convert import convert, split_path
+
+    conv = convert(args.source, args.input, args.output, on_bad=args.on_bad, ecg_folder=args.ecg_folder,
+                   image_folder=args.image_folder, rate=args.rate, split=args.split)
+    if conv.bad:
+        print(f"skipped {conv.bad_line()}", file=sys.stderr)
+    line = f"wrote {len(conv.items)} items to {args.output}"
+    if conv.test_items is not None:
+        line += f" and {len(conv.test_items)} test items to {split_path(args.output)}"
+    print(line)
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -15,6 +16,7 @@ from ..errors import DataError
 from ..template.base import (
     ECG_TOKEN, IGNORE_INDEX, IMAGE_TOKEN, ChatTemplate, Turn, normalize_conversation,
 )
+from .context import apply_context
 from .ecg_io import ECGStats, read_ecg
 
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs with a clear message
@@ -30,6 +32,8 @@ class Processor:
     layout: str = "separate"
     max_length: int = 2048
     ecg_stats: ECGStats = field(default_factory=ECGStats)
+    # ViP-LLaVA augmentation: chance per image sample without visual_prompts of one random prompt
+    random_visual_prompts: float = 0.0
 
     @classmethod
     def from_model(cls, model, tokenizer, template: ChatTemplate, max_length: int = 2048):
@@ -68,6 +72,22 @@ class Processor:
             raise DataError("this model has no vision tower, so it cannot take an image")
         return {"pixel_values": self.image_processor.views(image),
                 "image_size": torch.tensor([image.height, image.width])}
+
+    def prompted_image(self, image: Image.Image | str | Path, prompts=None, item_id: str = "?"):
+        """The image with its ViP-LLaVA visual prompts drawn on it (see :mod:`.visual_prompt`).
+
+        Without prompts, ``random_visual_prompts`` is the chance of drawing one random prompt,
+        seeded from ``item_id`` so a sample always gets the same one.
+        """
+        from .visual_prompt import draw_prompts, random_prompt, seed_for
+
+        if not isinstance(image, Image.Image):
+            image = self.open_image(image)
+        if not prompts and self.random_visual_prompts > 0:
+            rng = np.random.default_rng(seed_for(item_id))
+            if rng.random() < self.random_visual_prompts:
+                prompts = [random_prompt(image.size, rng)]
+        return draw_prompts(image, prompts) if prompts else image
 
     def load_ecg(self, record: str | Path) -> torch.Tensor:
         if self.signal_spec is None:
@@ -134,17 +154,29 @@ class Processor:
 
     # whole samples ------------------------------------------------------------------------
     def sample(self, item: dict, image_folder=".", ecg_folder=".") -> dict:
-        """A LLaVA/GEM JSON item -> features (raises DataError on any problem)."""
+        """A LLaVA/GEM JSON item -> features (raises DataError on any problem).
+
+        An optional ``context`` (``{"caption": ..., "ocr": ...}``, LLaVA-Graph) is written into the
+        first user turn as ``Caption: ...`` / ``OCR: ...`` lines after its opening placeholders
+        (see :mod:`gemfactory.data.context` and docs/data.md); only the reply is supervised.
+        """
         item_id = str(item.get("id", "?"))
         convs = item.get("conversations", item.get("conversation"))
         turns = normalize_conversation(convs, item_id)
+        turns = apply_context(turns, item.get("context"), item_id)
         image = item.get("image")
         ecg = item.get("ecg")
         for key, value in (("image", image), ("ecg", ecg)):
             if value is not None and not isinstance(value, str):
                 raise DataError(f"sample {item_id}: {key!r} must be a path string, got {type(value).__name__}")
+        prompts = item.get("visual_prompts")
+        if prompts and not image:
+            raise DataError(f"sample {item_id}: has visual_prompts but no image to draw them on")
         try:
-            inputs = self.image_inputs(Path(image_folder) / image) if image else {}
+            if image:
+                inputs = self.image_inputs(self.prompted_image(Path(image_folder) / image, prompts, item_id))
+            else:
+                inputs = {}
             if ecg:
                 inputs["ecg"] = self.load_ecg(Path(ecg_folder) / ecg)
         except DataError as exc:

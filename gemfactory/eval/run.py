@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.context import apply_context
 from ..data.dataset import load_items
 from ..errors import DataError
 from ..infer.generate import GenerationSettings, Prompt, generate
@@ -44,6 +45,7 @@ def evaluate(loaded, task_name: str, data: str, image_folder: str | None = None,
 def _prompt(item: dict, image_folder: Path, ecg_folder: Path) -> Prompt:
     item_id = item.get("id", "?")
     turns = normalize_conversation(item.get("conversations", item.get("conversation")), item_id)
+    turns = apply_context(turns, item.get("context"), item_id)  # same prompt as in training
     if len(turns) < 2 or turns[-1].role != "assistant":
         raise DataError(f"sample {item_id}: expected a question and a reference answer")
     image = image_folder / item["image"] if item.get("image") else None

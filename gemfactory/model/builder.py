@@ -34,6 +34,9 @@ def tokenizer_texts(recipe, template) -> list[str]:
         for turn in item.get("conversations", item.get("conversation", [])):
             if isinstance(turn, dict) and isinstance(turn.get("value"), str):
                 texts.append(turn["value"])
+        context = item.get("context")
+        if isinstance(context, dict):  # LLaVA-Graph caption / OCR lines are prompt text too
+            texts.extend(f"{k.capitalize()}: {v}" for k, v in context.items() if isinstance(v, str))
     texts.append(getattr(template, "system", ""))
     texts.append("USER: ASSISTANT: <|user|> <|assistant|> system user assistant model")
     return texts

@@ -160,6 +160,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     if stage.template:
         template = TEMPLATES.get(stage.template)()
     processor = Processor.from_model(model, tokenizer, template, stage.max_length or recipe.data.max_length)
+    processor.random_visual_prompts = recipe.data.random_visual_prompts
     dataset = GemDataset(train_path, processor, stage.image_folder or recipe.data.image_folder,
                          stage.ecg_folder or recipe.data.ecg_folder, recipe.data.on_bad_sample)
     skip_log = SkipLog()

@@ -1,0 +1,474 @@
+"""Convert ECG/vision instruction data into gemfactory's canonical LLaVA JSON (``gemfactory data convert``).
+
+Sources (``--from``):
+
+* ``llava``: LLaVA / GEM / ECGBench / PULSE-style JSON (or ``.jsonl``). Accepts ``conversations``
+  or PULSE's ``conversation``, ``from``/``value`` or ``role``/``content`` turns, and the role names
+  human/user, gpt/assistant/model, system. A placeholder missing for an input the item has is added
+  in front of the first user turn (GEM's evaluation does the same for its questions).
+* ``ecginstruct``: GEM / ECGInstruct training items (``ecg`` WFDB record, optional ``image``,
+  ``conversations``; ``machine_measurements`` / ``report`` kept). Placeholders are *checked*, not
+  added: a training item without them is reported as malformed.
+* ``ptbxl``: PTB-XL's ``ptbxl_database.csv`` (+ ``scp_statements.csv``) -> one super-class
+  question and one report question per record; ``--split`` sends ``strat_fold`` 10 to
+  ``OUT_test.json``.
+
+The canonical item is ``{"id", "ecg"?, "image"?, "conversations", ...}``: string ``id``; record path
+without extension; ``conversations`` as ``{"from": "human"|"gpt"|"system", "value"}`` turns that
+alternate, user first; exactly one ``<ecg>`` for an ECG input and one ``<image>`` for an image input,
+in user turns only. GEM's convention (a lone ``<image>`` standing for the ECG followed by the image)
+is written out explicitly as ``<ecg><image>``, which gives the same tokens under every layout.
+Other keys (``context``, ``visual_prompts``, ``machine_measurements``, ``report``, ...) are kept,
+after the canonical ones. Converting a canonical file gives the same bytes again.
+
+Malformed items are reported by id: skipped with a one-line summary (``on_bad="skip"``) or the
+whole conversion refused with one error (``on_bad="error"``). Output files are written atomically.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from ..template.base import ECG_TOKEN, IMAGE_TOKEN, PLACEHOLDERS, ROLE_ALIASES
+from .context import check_context
+
+SOURCES = ("llava", "ecginstruct", "ptbxl")
+ON_BAD = ("skip", "error")
+_ROLE_OUT = {"user": "human", "assistant": "gpt", "system": "system"}
+_FIRST_KEYS = ("id", "ecg", "image", "conversations", "context", "visual_prompts")
+_RECORD_SUFFIXES = (".hea", ".dat", ".mat")
+#: PTB-XL diagnostic super-classes, in the order answers list them.
+PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+PTBXL_COLUMNS = ("ecg_id", "filename_lr", "filename_hr", "scp_codes", "report", "strat_fold")
+PTBXL_CLASS_QUESTION = (f"{ECG_TOKEN}\nWhich PTB-XL diagnostic super-classes "
+                        f"({', '.join(PTBXL_SUPERCLASSES)}) does this ECG show?")
+PTBXL_REPORT_QUESTION = f"{ECG_TOKEN}\nWrite the clinical report for this ECG."
+_MAX_IDS_SHOWN = 20
+
+
+class BadItem(Exception):
+    """One malformed item (internal: collected, then skipped or raised as one DataError)."""
+
+    def __init__(self, item_id: str, reason: str):
+        super().__init__(f"sample {item_id}: {reason}")
+        self.item_id = item_id
+        self.reason = reason
+
+
+@dataclass
+class Conversion:
+    """What a conversion produced: items (and test items with ``--split``) plus malformed ones."""
+
+    source: str
+    total: int = 0  # input entries (items, or CSV rows for ptbxl)
+    items: list[dict] = field(default_factory=list)
+    test_items: list[dict] | None = None
+    bad: list[BadItem] = field(default_factory=list)
+
+    def bad_line(self) -> str:
+        ids = [b.item_id for b in self.bad]
+        shown = ", ".join(ids[:_MAX_IDS_SHOWN]) + (f", ... ({len(ids) - _MAX_IDS_SHOWN} more)"
+                                                   if len(ids) > _MAX_IDS_SHOWN else "")
+        return _one_line(f"{len(self.bad)} of {self.total} {self._unit()} malformed: {shown}; "
+                         f"first: {self.bad[0]}")
+
+    def _unit(self) -> str:
+        return "rows" if self.source == "ptbxl" else "items"
+
+
+# ------------------------------------------------------------------------------------------
+# shared helpers
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", text)
+
+
+def read_json_items(path: str | Path) -> list:
+    """A JSON list, or JSON lines (``.jsonl``); file-level problems raise :class:`DataError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"input file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise DataError(f"{p}: the file is empty (expected a JSON list of items)")
+    try:
+        if p.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{p}: expected a JSON list of items, got {type(data).__name__}")
+    return data
+
+
+def dumps_items(items: list[dict], jsonl: bool = False) -> str:
+    """The canonical file text (stable: same items, same bytes); ``jsonl``: one item per line."""
+    if jsonl:
+        return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    return json.dumps(items, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def split_path(out: str | Path) -> Path:
+    """``data.json`` -> ``data_test.json`` (where ``--split`` writes the held-out fold)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_test{out.suffix or '.json'}")
+
+
+def record_path(value: str) -> str:
+    """A WFDB record path without the ``.hea``/``.dat``/``.mat`` suffix."""
+    value = value.strip()
+    for suffix in _RECORD_SUFFIXES:
+        if value.endswith(suffix):
+            return value[: -len(suffix)]
+    return value
+
+
+def _check_record(item_id: str, ecg: str, ecg_folder) -> None:
+    if ecg_folder is None:
+        return
+    header = Path(ecg_folder) / f"{ecg}.hea"
+    if not header.is_file():
+        raise BadItem(item_id, f"ECG record {ecg!r} not found (no header {header})")
+
+
+def _check_image(item_id: str, image: str, image_folder) -> None:
+    if image_folder is not None and not (Path(image_folder) / image).is_file():
+        raise BadItem(item_id, f"image {image!r} not found in {image_folder}")
+
+
+def _check_visual_prompts(item_id: str, prompts) -> None:
+    """Only the shape is checked here: a list of objects that each name a ``type``."""
+    if not isinstance(prompts, list):
+        raise BadItem(item_id, f"visual_prompts must be a list of objects, got {type(prompts).__name__}")
+    for k, vp in enumerate(prompts):
+        if not isinstance(vp, dict):
+            raise BadItem(item_id, f"visual_prompts[{k}] must be an object, got {type(vp).__name__}")
+        if not isinstance(vp.get("type"), str) or not vp["type"].strip():
+            raise BadItem(item_id, f"visual_prompts[{k}] has no 'type' (expected e.g. 'bbox', 'arrow')")
+
+
+# ------------------------------------------------------------------------------------------
+# LLaVA / GEM / PULSE items
+def _item_id(raw) -> str | None:
+    """The item's id as a string; None when it is missing or unusable."""
+    if isinstance(raw, dict):
+        key = "id" if "id" in raw else "No"  # ECGBench's mmmu-ecg items carry their id as "No"
+        value = raw.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _turns(item_id: str, raw: dict) -> list[dict]:
+    if "conversations" in raw and "conversation" in raw:
+        raise BadItem(item_id, "has both 'conversations' and 'conversation'; expected one")
+    key = "conversations" if "conversations" in raw else "conversation"
+    convs = raw.get(key)
+    if convs is None:
+        raise BadItem(item_id, "missing 'conversations' (a list of human/gpt turns)")
+    if not isinstance(convs, list) or not convs:
+        raise BadItem(item_id, f"'{key}' must be a non-empty list of turns, got "
+                               f"{type(convs).__name__ if not isinstance(convs, list) else 'an empty list'}")
+    turns = []
+    for k, t in enumerate(convs):
+        if not isinstance(t, dict):
+            raise BadItem(item_id, f"{key}[{k}] must be an object, got {type(t).__name__}")
+        role = t.get("from", t.get("role"))
+        text = t.get("value", t.get("content"))
+        if role not in ROLE_ALIASES:
+            raise BadItem(item_id, f"{key}[{k}]: role {role!r} is not one of human/gpt/user/assistant/system")
+        if not isinstance(text, str):
+            raise BadItem(item_id, f"{key}[{k}]: the text must be a string, got {type(text).__name__}")
+        turns.append({"from": _ROLE_OUT[ROLE_ALIASES[role]], "value": text})
+    roles = [t["from"] for t in turns]
+    if "system" in roles[1:]:
+        raise BadItem(item_id, "a system turn may only come first")
+    chat = [r for r in roles if r != "system"]
+    for k, role in enumerate(chat):
+        expected = "human" if k % 2 == 0 else "gpt"
+        if role != expected:
+            raise BadItem(item_id, f"turn {k} is {role}, expected {expected} (turns alternate, human first)")
+    if not any(t["from"] == "gpt" and t["value"].strip() for t in turns):
+        raise BadItem(item_id, "no assistant reply (nothing to learn or score)")
+    return turns
+
+
+def _place(item_id: str, turns: list[dict], has_ecg: bool, has_image: bool, add: bool) -> list[dict]:
+    """Make the placeholders match the inputs: GEM's lone <image> spelled out, missing ones added."""
+    if any(p in t["value"] for t in turns if t["from"] == "gpt" for p in PLACEHOLDERS):
+        raise BadItem(item_id, "placeholders (<image>, <ecg>) may only appear in user turns")
+    prompt = "".join(t["value"] for t in turns if t["from"] != "gpt")
+    n_img, n_ecg = prompt.count(IMAGE_TOKEN), prompt.count(ECG_TOKEN)
+    if has_ecg and n_ecg == 0 and n_img == 1:
+        # GEM: a lone <image> stands for the ECG tokens followed by the image tokens
+        repl = ECG_TOKEN + (IMAGE_TOKEN if has_image else "")
+        turns = [{**t, "value": t["value"].replace(IMAGE_TOKEN, repl)} for t in turns]
+        n_ecg, n_img = 1, int(has_image)
+    for name, count, present in ((IMAGE_TOKEN, n_img, has_image), (ECG_TOKEN, n_ecg, has_ecg)):
+        if count > int(present):
+            what = "one" if present else "no"
+            raise BadItem(item_id, f"the text has {count} {name} placeholder(s) but the item has {what} "
+                                   f"{name[1:-1]} input")
+    missing = (ECG_TOKEN if has_ecg and not n_ecg else "") + (IMAGE_TOKEN if has_image and not n_img else "")
+    if missing:
+        if not add:
+            raise BadItem(item_id, f"the first human turn lacks the {missing} placeholder for the item's "
+                                   f"input (use --from llava to add missing placeholders)")
+        k = next(i for i, t in enumerate(turns) if t["from"] == "human")
+        turns = [*turns[:k], {"from": "human", "value": f"{missing}\n{turns[k]['value']}"}, *turns[k + 1:]]
+    return turns
+
+
+def canonical_item(raw, index: int, *, add_placeholders: bool = True, ecg_folder=None,
+                   image_folder=None) -> dict:
+    """One input item -> a canonical item, or :class:`BadItem` naming the item."""
+    item_id = _item_id(raw) or f"#{index}"  # items without a usable id are named by position
+    if not isinstance(raw, dict):
+        raise BadItem(item_id, f"expected an object, got {type(raw).__name__}")
+    if "id" not in raw and "No" not in raw:
+        raise BadItem(item_id, "missing 'id'")
+    if _item_id(raw) is None:
+        key = "id" if "id" in raw else "No"
+        raise BadItem(item_id, f"'{key}' must be a non-empty string or an integer, got {raw[key]!r}")
+    paths = {}
+    for key in ("ecg", "image"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise BadItem(item_id, f"'{key}' must be a non-empty path string, got {value!r}")
+        paths[key] = record_path(value) if key == "ecg" else value
+    turns = _turns(item_id, raw)
+    turns = _place(item_id, turns, "ecg" in paths, "image" in paths, add_placeholders)
+    if "context" in raw:
+        try:
+            check_context(raw["context"], item_id)
+        except DataError as exc:
+            raise BadItem(item_id, str(exc).split(": ", 1)[1]) from None
+    if "visual_prompts" in raw:
+        _check_visual_prompts(item_id, raw["visual_prompts"])
+        if raw["visual_prompts"] and "image" not in paths:
+            raise BadItem(item_id, "has visual_prompts but no image to draw them on")
+    if "ecg" in paths:
+        _check_record(item_id, paths["ecg"], ecg_folder)
+    if "image" in paths:
+        _check_image(item_id, paths["image"], image_folder)
+
+    out = {"id": item_id, **paths, "conversations": turns}
+    for key in ("context", "visual_prompts"):
+        if key in raw:
+            out[key] = raw[key]
+    for key, value in raw.items():
+        if key not in out and key not in ("conversation", "ecg", "image"):
+            out[key] = value
+    return out
+
+
+def _convert_items(source: str, raw_items: list, **kw) -> Conversion:
+    conv = Conversion(source, total=len(raw_items))
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_items):
+        try:
+            item = canonical_item(raw, index, **kw)
+            if item["id"] in seen:
+                raise BadItem(item["id"], f"duplicate id (also item {seen[item['id']]})")
+            seen[item["id"]] = index
+            conv.items.append(item)
+        except BadItem as bad:
+            conv.bad.append(bad)
+    return conv
+
+
+def convert_llava(src, *, ecg_folder=None, image_folder=None) -> Conversion:
+    return _convert_items("llava", read_json_items(src), add_placeholders=True,
+                          ecg_folder=ecg_folder, image_folder=image_folder)
+
+
+def convert_ecginstruct(src, *, ecg_folder=None, image_folder=None) -> Conversion:
+    return _convert_items("ecginstruct", read_json_items(src), add_placeholders=False,
+                          ecg_folder=ecg_folder, image_folder=image_folder)
+
+
+# ------------------------------------------------------------------------------------------
+# PTB-XL
+def _ptbxl_files(src) -> tuple[Path, Path]:
+    src = Path(src)
+    database = src / "ptbxl_database.csv" if src.is_dir() else src
+    statements = database.with_name("scp_statements.csv")
+    for p, what in ((database, "PTB-XL database table"), (statements, "PTB-XL SCP statement table")):
+        if not p.is_file():
+            raise DataError(f"{what} not found: {p}")
+    return database, statements
+
+
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def ptbxl_superclass_map(statements: Path) -> dict[str, str]:
+    """SCP code -> diagnostic super-class, for the codes marked diagnostic."""
+    rows = _read_csv(statements)
+    if not rows:
+        raise DataError(f"{statements}: no rows")
+    fields = list(rows[0])
+    missing = [c for c in ("diagnostic", "diagnostic_class") if c not in fields]
+    if missing:
+        raise DataError(f"{statements}: missing columns {missing}; the first column holds the SCP code")
+    code_col = fields[0]
+    out = {}
+    for row in rows:
+        try:
+            diagnostic = float(row["diagnostic"] or 0) == 1.0
+        except ValueError:
+            diagnostic = False
+        cls = (row["diagnostic_class"] or "").strip()
+        if diagnostic and cls in PTBXL_SUPERCLASSES:
+            out[(row[code_col] or "").strip()] = cls
+    return out
+
+
+def _ptbxl_int(item_id: str, row: dict, key: str) -> int:
+    value = (row.get(key) or "").strip()
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadItem(item_id, f"{key} must be a number, got {value!r}") from None
+    if not number.is_integer():
+        raise BadItem(item_id, f"{key} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _ptbxl_record(row: dict, n: int, superclass: dict[str, str], rate: int, ecg_folder) -> list[dict]:
+    raw_id = (row.get("ecg_id") or "").strip()
+    item_id = f"ptbxl-{raw_id}" if raw_id else f"row {n}"
+    ecg_id = _ptbxl_int(item_id, row, "ecg_id")
+    item_id = f"ptbxl-{ecg_id:05d}"
+    fold = _ptbxl_int(item_id, row, "strat_fold")
+    if not 1 <= fold <= 10:
+        raise BadItem(item_id, f"strat_fold must be 1..10, got {fold}")
+    column = "filename_hr" if rate == 500 else "filename_lr"
+    ecg = record_path(row.get(column) or "")
+    if not ecg:
+        raise BadItem(item_id, f"{column} is empty")
+    text = (row.get("scp_codes") or "").strip()
+    try:
+        codes = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise BadItem(item_id, f"scp_codes is not a dict literal: {text[:60]!r}") from None
+    if not isinstance(codes, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in codes.items()):
+        raise BadItem(item_id, f"scp_codes must map SCP codes to likelihoods, got {text[:60]!r}")
+    _check_record(item_id, ecg, ecg_folder)
+    found = {superclass[c] for c in codes if c in superclass}
+    classes = [c for c in PTBXL_SUPERCLASSES if c in found]
+    report = (row.get("report") or "").strip()
+    items = []
+    if classes:
+        items.append({"id": f"{item_id}-superclass", "ecg": ecg, "conversations": [
+            {"from": "human", "value": PTBXL_CLASS_QUESTION},
+            {"from": "gpt", "value": ", ".join(classes)}]})
+    if report:
+        items.append({"id": f"{item_id}-report", "ecg": ecg, "conversations": [
+            {"from": "human", "value": PTBXL_REPORT_QUESTION},
+            {"from": "gpt", "value": report}]})
+    if not items:
+        raise BadItem(item_id, "no diagnostic super-class and no report: nothing to ask")
+    for item in items:
+        item["strat_fold"] = fold
+    return items
+
+
+def convert_ptbxl(src, *, rate: int = 500, split: bool = False, ecg_folder=None) -> Conversion:
+    if rate not in (100, 500):
+        raise DataError(f"ptbxl: rate must be 100 or 500 Hz, got {rate}")
+    database, statements = _ptbxl_files(src)
+    superclass = ptbxl_superclass_map(statements)
+    rows = _read_csv(database)
+    if not rows:
+        raise DataError(f"{database}: no rows")
+    missing = [c for c in PTBXL_COLUMNS if c not in rows[0]]
+    if missing:
+        raise DataError(f"{database}: missing columns {missing}; expected {list(PTBXL_COLUMNS)}")
+    conv = Conversion("ptbxl", total=len(rows), test_items=[] if split else None)
+    seen: set[int] = set()
+    for n, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            items = _ptbxl_record(row, n, superclass, rate, ecg_folder)
+            base = items[0]["id"].rsplit("-", 1)[0]
+            if base in seen:
+                raise BadItem(base, "duplicate ecg_id")
+            seen.add(base)
+        except BadItem as bad:
+            conv.bad.append(bad)
+            continue
+        target = conv.test_items if split and items[0]["strat_fold"] == 10 else conv.items
+        target.extend(items)
+    return conv
+
+
+# ------------------------------------------------------------------------------------------
+def convert(source: str, src, out, *, on_bad: str = "skip", ecg_folder=None, image_folder=None,
+            rate: int = 500, split: bool = False) -> Conversion:
+    """Convert ``src`` and write ``out`` (and ``out_test`` with ``split``); see the module docstring."""
+    if source not in SOURCES:
+        raise DataError(f"convert: unknown source {source!r}; expected one of {list(SOURCES)}")
+    if on_bad not in ON_BAD:
+        raise DataError(f"convert: on_bad must be one of {list(ON_BAD)}, got {on_bad!r}")
+    for name, folder in (("ecg folder", ecg_folder), ("image folder", image_folder)):
+        if folder is not None and not Path(folder).is_dir():
+            raise DataError(f"{name} not found: {folder}")
+    if split and source != "ptbxl":
+        raise DataError("convert: --split is only for --from ptbxl (it splits by strat_fold)")
+    if source == "ptbxl":
+        if image_folder is not None:
+            raise DataError("convert: --image-folder does not apply to --from ptbxl (no images)")
+        conv = convert_ptbxl(src, rate=rate, split=split, ecg_folder=ecg_folder)
+    elif source == "llava":
+        conv = convert_llava(src, ecg_folder=ecg_folder, image_folder=image_folder)
+    else:
+        conv = convert_ecginstruct(src, ecg_folder=ecg_folder, image_folder=image_folder)
+    if conv.bad and on_bad == "error":
+        raise DataError(f"{src}: {conv.bad_line()}; nothing written (--on-bad skip drops them)")
+    if not conv.items and not conv.test_items:
+        why = f"; {conv.bad_line()}" if conv.bad else ""
+        raise DataError(f"{src}: no usable {conv._unit()} to write{why}")
+    jsonl = Path(out).suffix == ".jsonl"  # same layout as the loader expects from the suffix
+    write_atomic(out, dumps_items(conv.items, jsonl))
+    if conv.test_items is not None:
+        write_atomic(split_path(out), dumps_items(conv.test_items, jsonl))
+    return conv
