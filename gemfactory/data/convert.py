@@ -29,13 +29,12 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..fileio import write_text_atomic
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN, PLACEHOLDERS, ROLE_ALIASES
 from .context import check_context
 
@@ -116,24 +115,6 @@ def dumps_items(items: list[dict], jsonl: bool = False) -> str:
     if jsonl:
         return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
     return json.dumps(items, indent=1, ensure_ascii=False) + "\n"
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def split_path(out: str | Path) -> Path:
@@ -468,7 +449,7 @@ def convert(source: str, src, out, *, on_bad: str = "skip", ecg_folder=None, ima
         why = f"; {conv.bad_line()}" if conv.bad else ""
         raise DataError(f"{src}: no usable {conv._unit()} to write{why}")
     jsonl = Path(out).suffix == ".jsonl"  # same layout as the loader expects from the suffix
-    write_atomic(out, dumps_items(conv.items, jsonl))
+    write_text_atomic(out, dumps_items(conv.items, jsonl))
     if conv.test_items is not None:
-        write_atomic(split_path(out), dumps_items(conv.test_items, jsonl))
+        write_text_atomic(split_path(out), dumps_items(conv.test_items, jsonl))
     return conv

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..ecg.spec import STANDARD_LEADS
 from ..errors import DataError
+from ..fileio import atomic_open
 
 __all__ = [
     "CLASSES",
@@ -205,19 +205,9 @@ def _write_record(record_path: Path, signal_mv: np.ndarray, fs: float, leads=STA
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
 
 
 def _record_signal(hr: float, fs: float, seed: int, index: int) -> np.ndarray:
