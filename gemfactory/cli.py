@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-accuracy", type=float, help="exit with code 1 when accuracy is lower")
     s.set_defaults(func=cmd_eval)
 
+    s = sub.add_parser("export", help="write a standalone HF model folder from a checkpoint")
+    s.add_argument("checkpoint", help="model folder or run folder")
+    s.add_argument("out", help="folder to write (replaced atomically)")
+    s.add_argument("--merge", action="store_true",
+                   help="fold a LoRA adapter not yet merged (CKPT/adapter, or --adapter) into the weights")
+    s.add_argument("--adapter", metavar="DIR", help="with --merge: apply this adapter folder instead")
+    s.set_defaults(func=cmd_export)
+
     s = sub.add_parser("data", help="data tools")
     dsub = s.add_subparsers(dest="data_command", required=True, metavar="TOOL")
     d = dsub.add_parser("synth", help="write the synthetic ECG dataset of the tiny recipe")
@@ -186,6 +194,14 @@ def cmd_eval(args) -> int:
     if args.min_accuracy is not None and m["accuracy"] < args.min_accuracy:
         print(f"accuracy {m['accuracy']:.3f} is below --min-accuracy {args.min_accuracy}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .model.export import export_checkpoint
+
+    out, note = export_checkpoint(args.checkpoint, args.out, merge=args.merge, adapter=args.adapter)
+    print(f"exported to {out} ({note})")
     return 0
 
 

@@ -21,6 +21,8 @@ from .errors import ConfigError
 
 TUNE_TYPES = ("frozen", "full", "lora", "qlora", "partial")
 COMPONENTS = ("llm", "vision", "ecg", "connectors")
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+PARTIAL_KEYS = ("last_n_layers", "modules")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,8 +111,19 @@ class StageConfig:
     ecg_folder: Optional[str] = None  # overrides data.ecg_folder
     # renders this stage's samples (LLaVA pretrains with `plain`); the checkpoint keeps model.template
     template: Optional[str] = None
-    tune: dict[str, str] = field(default_factory=dict)  # component -> tune type
-    lora: dict = field(default_factory=dict)  # r, alpha, dropout, target_modules
+    # component -> frozen | full | lora | qlora | partial (unnamed: llm full, vision frozen, ecg and
+    # connectors full)
+    tune: dict[str, str] = field(default_factory=dict)
+    # LoRA settings of the stage's lora / qlora components: r (8), alpha (16), dropout (0.05),
+    # target_modules: a list of module names for the LLM (default: its attention and MLP linear
+    # layers), or a mapping component -> list of names relative to that component (default for
+    # towers, encoders and connectors: every nn.Linear)
+    lora: dict = field(default_factory=dict)
+    # what a `partial` component trains, per component; either key or both (their union):
+    #   last_n_layers: N      the last N blocks of the component's main layer stack
+    #   modules: [a.b, ...]   submodules or parameters named relative to the component
+    # e.g. partial: {llm: {last_n_layers: 2, modules: [lm_head, model.norm]}}
+    partial: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -391,6 +404,8 @@ def _check_recipe(r: Recipe) -> None:
                 raise ConfigError(
                     f"{src}: stages.{s.name}.tune.{comp}: {tune!r} is not one of {list(TUNE_TYPES)}"
                 )
+        _check_lora(src, s)
+        _check_partial(src, s)
         for comp in s.lr_per_component:
             if comp not in COMPONENTS:
                 raise ConfigError(
@@ -422,3 +437,61 @@ def _check_recipe(r: Recipe) -> None:
     if not 0 <= r.data.random_visual_prompts <= 1:
         raise ConfigError(f"{src}: data.random_visual_prompts: must be within [0, 1], "
                           f"got {r.data.random_visual_prompts}")
+
+
+def _check_lora(src: str, s: StageConfig) -> None:
+    where = f"{src}: stages.{s.name}.lora"
+    for key, value in s.lora.items():
+        if key not in LORA_KEYS:
+            close = difflib.get_close_matches(str(key), LORA_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}.{key}: unknown key{hint}; expected one of: {', '.join(LORA_KEYS)}")
+    r = s.lora.get("r", 8)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ConfigError(f"{where}.r: expected an integer >= 1, got {r!r}")
+    alpha = s.lora.get("alpha", 16)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ConfigError(f"{where}.alpha: expected a number > 0, got {alpha!r}")
+    dropout = s.lora.get("dropout", 0.05)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ConfigError(f"{where}.dropout: expected a number within [0, 1), got {dropout!r}")
+    targets = s.lora.get("target_modules")
+    if targets is None:
+        return
+    if isinstance(targets, list):
+        targets = {"llm": targets}
+    if not isinstance(targets, dict):
+        raise ConfigError(f"{where}.target_modules: expected a list of module names or a mapping "
+                          f"component -> list, got {targets!r}")
+    for comp, names in targets.items():
+        if comp not in COMPONENTS:
+            raise ConfigError(f"{where}.target_modules.{comp}: unknown component; expected one of {list(COMPONENTS)}")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{where}.target_modules: expected a non-empty list of module names, got {names!r}")
+
+
+def _check_partial(src: str, s: StageConfig) -> None:
+    where = f"{src}: stages.{s.name}.partial"
+    for comp, spec in s.partial.items():
+        if comp not in COMPONENTS:
+            raise ConfigError(f"{where}.{comp}: unknown component; expected one of {list(COMPONENTS)}")
+        if s.tune.get(comp) != "partial":
+            raise ConfigError(f"{where}.{comp}: given, but stages.{s.name}.tune.{comp} is not 'partial'")
+        for key in spec:
+            if key not in PARTIAL_KEYS:
+                close = difflib.get_close_matches(str(key), PARTIAL_KEYS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{where}.{comp}.{key}: unknown key{hint}; expected one of: "
+                                  f"{', '.join(PARTIAL_KEYS)}")
+        n = spec.get("last_n_layers")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"{where}.{comp}.last_n_layers: expected an integer >= 1, got {n!r}")
+        mods = spec.get("modules")
+        if mods is not None and (not isinstance(mods, list) or not all(isinstance(m, str) and m for m in mods)):
+            raise ConfigError(f"{where}.{comp}.modules: expected a list of module names, got {mods!r}")
+        if n is None and not mods:
+            raise ConfigError(f"{where}.{comp}: name what to train: last_n_layers and/or modules")
+    for comp, tune in s.tune.items():
+        if tune == "partial" and comp not in s.partial:
+            raise ConfigError(f"{src}: stages.{s.name}.partial.{comp}: required when "
+                              f"stages.{s.name}.tune.{comp} is 'partial' (last_n_layers and/or modules)")

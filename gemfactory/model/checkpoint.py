@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -12,7 +13,9 @@ from ..errors import CheckpointError
 LATEST = "latest"  # text file in a run folder naming the newest complete model folder
 
 
-def save_checkpoint(model, tokenizer, out_dir: str | Path, recipe: dict | None = None) -> Path:
+def save_checkpoint(model, tokenizer, out_dir: str | Path, recipe: dict | None = None,
+                    extra: Callable[[Path], None] | None = None) -> Path:
+    """``extra(folder)`` writes more files (e.g. the LoRA adapter) before the folder goes live."""
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -22,6 +25,8 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, recipe: dict | None =
         tokenizer.save_pretrained(tmp)
         if recipe is not None:
             (tmp / "gemfactory_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        if extra is not None:
+            extra(tmp)
         _fsync_tree(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -30,8 +35,10 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, recipe: dict | None =
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
         raise CheckpointError(f"could not save checkpoint to {out}: {exc.strerror or exc}") from None
     return out
 

@@ -18,7 +18,7 @@ from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..model.builder import tokenizer_texts as _tokenizer_texts  # noqa: F401  (tests use this name)
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..registry import TEMPLATES
-from .tuning import apply_tuning, component_of, parameter_counts
+from .tuning import apply_tuning, check_tuning, component_of, finish_tuning, parameter_counts
 
 log = logging.getLogger(__name__)
 DEEPSPEED_DIR = Path(__file__).with_name("deepspeed")
@@ -135,6 +135,7 @@ def train(recipe: Recipe) -> Path:
     """Run every stage; return the folder of the final model."""
     prepare_distributed_env(bool(recipe.training.deepspeed))
     deepspeed_config(recipe.training.deepspeed)  # fail early on a bad name
+    check_tuning(recipe)  # e.g. qlora without bitsandbytes / CUDA: before anything is built
     torch.manual_seed(recipe.training.seed)
     run_dir = Path(recipe.training.output_dir)
     template = recipe_template(recipe)
@@ -183,6 +184,12 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         log.warning("stage %s skipped %d sample(s): %s", stage.name, len(skip_log.skipped),
                     ", ".join(sorted(skip_log.skipped)))
     log.info("ECG loading: %s", processor.ecg_stats.summary())
-    out = save_checkpoint(model, tokenizer, stage_dir / "model", recipe.to_dict())
+    # LoRA: the adapter is saved on its own (model/adapter/) and merged into the saved weights,
+    # which the next stage starts from
+    adapter = finish_tuning(model)
+    if adapter is not None:
+        log.info("stage %s: LoRA adapter merged into the weights; also saved in model/adapter", stage.name)
+    extra = (lambda folder: adapter.save(folder / "adapter", merged=True)) if adapter is not None else None
+    out = save_checkpoint(model, tokenizer, stage_dir / "model", recipe.to_dict(), extra=extra)
     point_latest(run_dir, out)
     return out

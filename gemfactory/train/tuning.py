@@ -1,12 +1,33 @@
-"""Which parameters a stage trains: one tune type per component."""
+"""Which parameters a stage trains: one tune type per component.
+
+``frozen`` and ``full`` switch a component's parameters off or on. ``lora`` injects peft LoRA
+layers into the component in place (GemForCausalLM keeps its structure: ``language_model`` stays
+the HF model, with LoRA layers inside its linear layers); one adapter covers every LoRA component
+of the stage. ``qlora`` is LoRA over a 4-bit base and needs bitsandbytes and a CUDA GPU.
+``partial`` trains the last blocks of a component and/or named submodules (``stages.<n>.partial``).
+
+At the end of a stage :func:`finish_tuning` takes the adapter out (config + weights, to be saved
+on its own), merges it into the base weights and removes the LoRA layers, so the checkpoint is a
+plain GemForCausalLM and the next stage starts from the merged weights.
+"""
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
 from torch import nn
 
-from ..config import StageConfig
-from ..errors import ConfigError
+from ..config import StageConfig, _check_lora, _check_partial
+from ..errors import CheckpointError, ConfigError
 
 DEFAULT_TUNE = {"llm": "full", "vision": "frozen", "ecg": "full", "connectors": "full"}
+PREFIX = {"llm": "language_model", "vision": "vision_tower", "ecg": "ecg_encoder", "connectors": "connectors"}
+ADAPTER_NAME = "default"
+ADAPTER_INFO = "gemfactory_adapter.json"  # beside adapter_config.json: components, merged or not
 
 
 def components(model) -> dict[str, nn.Module]:
@@ -21,24 +42,291 @@ def component_of(param_name: str) -> str:
             "connectors": "connectors"}.get(head, "llm")
 
 
+def qlora_available() -> str | None:
+    """None when QLoRA can run here, else the reason it cannot."""
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed")
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is visible")
+    return "; ".join(missing) or None
+
+
+def check_tuning(recipe) -> None:
+    """Fail before any model is built or trained when a stage asks for what this machine lacks."""
+    for stage in recipe.stages:
+        for comp, tune in stage.tune.items():
+            if tune == "qlora":
+                why = qlora_available()
+                if why:
+                    raise ConfigError(f"stages.{stage.name}.tune.{comp}: qlora needs bitsandbytes and a "
+                                      f"CUDA GPU ({why}); use lora instead")
+
+
 def apply_tuning(model, stage: StageConfig) -> dict[str, str]:
-    """Set requires_grad per component; return the resolved tune type of each component."""
-    resolved = {}
+    """Set requires_grad per component (injecting LoRA where asked); return each component's tune type."""
+    _check_lora("stage config", stage)  # recipes were checked on load; StageConfig built in code too
+    _check_partial("stage config", stage)
+    if lora_layers(model):
+        raise ConfigError(f"stages.{stage.name}: the model still holds LoRA layers of an earlier stage; "
+                          "merge them first (finish_tuning)")
     parts = components(model)
     for name in stage.tune:
         if name not in parts:
             raise ConfigError(f"stages.{stage.name}.tune.{name}: the model has no {name} component")
+    resolved = {name: stage.tune.get(name, DEFAULT_TUNE[name]) for name in parts}
+    for name, tune in resolved.items():
+        if tune == "qlora":
+            why = qlora_available()
+            if why:
+                raise ConfigError(f"stages.{stage.name}.tune.{name}: qlora needs bitsandbytes and a "
+                                  f"CUDA GPU ({why}); use lora instead")
+            if name != "llm":
+                raise ConfigError(f"stages.{stage.name}.tune.{name}: qlora is for the llm only; "
+                                  "use lora for towers, encoders and connectors")
     for name, module in parts.items():
-        tune = stage.tune.get(name, DEFAULT_TUNE[name])
-        if tune in ("lora", "qlora", "partial"):
-            raise ConfigError(
-                f"stages.{stage.name}.tune.{name}: {tune!r} is not available yet; use frozen or full"
-            )
-        module.requires_grad_(tune == "full")
-        resolved[name] = tune
+        module.requires_grad_(resolved[name] == "full")
+    for name, tune in resolved.items():
+        if tune == "partial":
+            _apply_partial(parts[name], name, stage)
+    lora_parts = [n for n, t in resolved.items() if t in ("lora", "qlora")]
+    if lora_parts:
+        if resolved.get("llm") == "qlora":
+            _quantize_4bit(model.language_model, stage)
+        _inject_lora(model, lora_parts, stage)
+        for name, module in parts.items():  # peft freezes every non-LoRA weight; restore the others
+            if resolved[name] == "full":
+                module.requires_grad_(True)
+            elif resolved[name] == "partial":
+                _apply_partial(module, name, stage)
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError(f"stages.{stage.name}.tune: every component is frozen; nothing would train")
     return resolved
+
+
+# partial -----------------------------------------------------------------------------------------
+def main_layer_stack(module: nn.Module) -> tuple[str, nn.ModuleList] | None:
+    """The component's block list: the ModuleList holding the most parameters."""
+    best, best_size = None, 0
+    for name, sub in module.named_modules():
+        if isinstance(sub, nn.ModuleList) and len(sub) > 0:
+            size = sum(p.numel() for p in sub.parameters())
+            if size > best_size:
+                best, best_size = (name, sub), size
+    return best
+
+
+def _apply_partial(module: nn.Module, comp: str, stage: StageConfig) -> None:
+    spec = stage.partial[comp]
+    where = f"stages.{stage.name}.partial.{comp}"
+    n = spec.get("last_n_layers")
+    if n is not None:
+        found = main_layer_stack(module)
+        if found is None:
+            raise ConfigError(f"{where}.last_n_layers: the {comp} component has no stack of layers")
+        stack_name, stack = found
+        if n > len(stack):
+            raise ConfigError(f"{where}.last_n_layers: {n} is more than the {len(stack)} layers of "
+                              f"{comp} ({stack_name})")
+        for block in list(stack)[-n:]:
+            block.requires_grad_(True)
+    params = dict(module.named_parameters())
+    for i, name in enumerate(spec.get("modules") or []):
+        try:
+            module.get_submodule(name).requires_grad_(True)
+            continue
+        except AttributeError:
+            pass
+        if name in params:
+            params[name].requires_grad_(True)
+            continue
+        tops = sorted({n.split(".")[0] for n, _ in module.named_children()})
+        raise ConfigError(f"{where}.modules[{i}]: {name!r} is neither a module nor a parameter of {comp} "
+                          f"(top-level modules: {', '.join(tops)})")
+
+
+# LoRA --------------------------------------------------------------------------------------------
+def _linear_names(module: nn.Module) -> list[str]:
+    """Names of the nn.Linear layers LoRA can wrap (not the projections inside nn.MultiheadAttention,
+    whose forward reads their weights directly)."""
+    skip = {f"{n}.{c}" if n else c for n, m in module.named_modules() if isinstance(m, nn.MultiheadAttention)
+            for c, _ in m.named_children()}
+    return [n for n, m in module.named_modules() if isinstance(m, nn.Linear) and n and n not in skip]
+
+
+def llm_target_modules(llm: nn.Module) -> list[str]:
+    """Leaf names of the LLM's attention and MLP linear layers (q_proj ... down_proj; phi's dense,
+    fc1, fc2): every nn.Linear inside its decoder blocks, found by type, not by family."""
+    stack = main_layer_stack(llm)
+    if stack is None:
+        raise ConfigError("model.llm: no decoder layer stack found for LoRA; set stages.<name>.lora.target_modules")
+    stack_name = stack[0]
+    leaves = {n.rsplit(".", 1)[-1] for n in _linear_names(llm) if n.startswith(stack_name + ".")}
+    return sorted(leaves)
+
+
+def _target_regex(model, comps: list[str], stage: StageConfig) -> str:
+    """One regex over GemForCausalLM's module names selecting every LoRA target of the stage."""
+    parts = components(model)
+    targets = stage.lora.get("target_modules")
+    if isinstance(targets, list):
+        targets = {"llm": targets}
+    targets = targets or {}
+    for comp in targets:
+        if comp not in comps:
+            raise ConfigError(f"stages.{stage.name}.lora.target_modules.{comp}: {comp} is not tuned with lora")
+    alternatives = []
+    for comp in comps:
+        prefix = re.escape(PREFIX[comp])
+        names = targets.get(comp)
+        if comp == "llm" and names is None:
+            names = llm_target_modules(parts[comp])
+            alternatives.append(rf"{prefix}\.(?:.*\.)?(?:{'|'.join(map(re.escape, names))})")
+            continue
+        if names is None:
+            names = _linear_names(parts[comp])
+            if not names:
+                raise ConfigError(f"stages.{stage.name}.tune.{comp}: lora found no nn.Linear layer in {comp}")
+            alternatives.append(rf"{prefix}\.(?:{'|'.join(map(re.escape, names))})")
+            continue
+        # user names: a module name relative to the component, or the last part(s) of one
+        known = [n for n, _ in parts[comp].named_modules() if n]
+        for name in names:
+            if not any(k == name or k.endswith("." + name) for k in known):
+                raise ConfigError(f"stages.{stage.name}.lora.target_modules: {name!r} names no module of {comp}")
+        alternatives.append(rf"{prefix}\.(?:.*\.)?(?:{'|'.join(map(re.escape, names))})")
+    return "^(?:" + "|".join(alternatives) + ")$"
+
+
+def _inject_lora(model, comps: list[str], stage: StageConfig) -> None:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=stage.lora.get("r", 8), lora_alpha=stage.lora.get("alpha", 16),
+                        lora_dropout=stage.lora.get("dropout", 0.05),
+                        target_modules=_target_regex(model, comps, stage), bias="none")
+    try:
+        inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
+    except ValueError as exc:  # peft: target not found / unsupported layer type
+        raise ConfigError(f"stages.{stage.name}.lora: {exc}") from None
+    model._gem_lora_components = list(comps)
+
+
+def _quantize_4bit(llm: nn.Module, stage: StageConfig) -> None:  # pragma: no cover - needs CUDA + bnb
+    """Replace the LLM's decoder linear layers by bitsandbytes 4-bit (NF4) layers on the GPU."""
+    import bitsandbytes as bnb
+
+    stack_name = main_layer_stack(llm)[0]
+    for name in _linear_names(llm):
+        if not name.startswith(stack_name + "."):
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent, old = llm.get_submodule(parent_name), llm.get_submodule(name)
+        new = bnb.nn.Linear4bit(old.in_features, old.out_features, bias=old.bias is not None,
+                                compute_dtype=torch.bfloat16, quant_type="nf4")
+        new.weight = bnb.nn.Params4bit(old.weight.data.cpu(), requires_grad=False, quant_type="nf4")
+        if old.bias is not None:
+            new.bias = nn.Parameter(old.bias.data, requires_grad=False)
+        setattr(parent, child, new.cuda())
+
+
+def lora_layers(model) -> list[tuple[str, nn.Module]]:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
+
+
+@dataclass
+class Adapter:
+    """A stage's LoRA adapter taken out of the model: peft config + weights (peft's key names)."""
+    config: object  # peft.LoraConfig
+    state_dict: dict
+    components: list
+
+    def save(self, folder: str | Path, merged: bool) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in self.state_dict.items()},
+                  str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        info = {"components": self.components, "merged_into_base": merged,
+                "note": "LoRA over GemForCausalLM; module names are relative to it"}
+        (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=1) + "\n")
+        return folder
+
+
+def extract_adapter(model) -> Adapter | None:
+    from peft import get_peft_model_state_dict
+
+    if not lora_layers(model):
+        return None
+    sd = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME, save_embedding_layers=False)
+    state = {k: v.detach().to("cpu").clone() for k, v in sd.items()}
+    config = model.peft_config[ADAPTER_NAME]
+    return Adapter(config, state, list(getattr(model, "_gem_lora_components", [])))
+
+
+def merge_lora(model, merge: bool = True) -> None:
+    """Fold every LoRA layer into its base layer (``merge=False``: drop it) and put the base layer
+    back in its place, so the model is a plain GemForCausalLM again."""
+    for name, layer in lora_layers(model):
+        if not hasattr(layer, "get_base_layer"):
+            continue
+        base = layer.get_base_layer()
+        if type(base).__name__ == "Linear4bit":  # qlora: back to a float layer, then add the delta
+            base = _dequantized(base, layer.get_delta_weight(ADAPTER_NAME) if merge else None)
+        elif merge:
+            layer.merge(safe_merge=True)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, base)
+    for attr in ("peft_config", "_gem_lora_components"):
+        if attr in model.__dict__:
+            delattr(model, attr)
+
+
+def _dequantized(layer, delta) -> nn.Linear:  # pragma: no cover - needs CUDA + bitsandbytes
+    import bitsandbytes as bnb
+
+    weight = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+    if delta is not None:
+        weight = weight + delta.float()
+    out = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                    device=weight.device, dtype=torch.float32)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        if layer.bias is not None:
+            out.bias.copy_(layer.bias.float())
+    return out
+
+
+def finish_tuning(model) -> Adapter | None:
+    """End of a stage: take the adapter out (if any), merge it into the base weights, unload it."""
+    adapter = extract_adapter(model)
+    if adapter is not None:
+        merge_lora(model)
+    return adapter
+
+
+def load_adapter(model, folder: str | Path) -> None:
+    """Inject the LoRA adapter saved in ``folder`` into a GemForCausalLM, merge it, unload it."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not (folder / "adapter_config.json").is_file() or not weights.is_file():
+        raise CheckpointError(f"{folder}: not an adapter folder (adapter_config.json + adapter_model.safetensors)")
+    config = LoraConfig.from_pretrained(str(folder))
+    inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
+    result = set_peft_model_state_dict(model, load_file(str(weights)), adapter_name=ADAPTER_NAME)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        merge_lora(model, merge=False)
+        raise CheckpointError(f"{folder}: the adapter does not fit this model "
+                              f"(missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})")
+    merge_lora(model)
 
 
 def parameter_counts(model) -> dict[str, tuple[int, int]]:

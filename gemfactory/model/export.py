@@ -1,0 +1,80 @@
+"""``gemfactory export``: a checkpoint -> a standalone HF folder (weights, tokenizer, config).
+
+Training already merges LoRA into the saved weights and keeps the adapter beside them
+(``model/adapter/``, marked ``merged_into_base: true``), so a plain export just rewrites the
+model. ``--merge`` applies an adapter whose weights are *not* in the base yet: the checkpoint's
+own ``adapter/`` when it is marked unmerged, or any adapter folder given with ``--adapter``
+(an adapter shipped alone, applied onto the base checkpoint it was trained from). An adapter
+already merged is never applied twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ..errors import CheckpointError, ConfigError
+from .checkpoint import resolve_model_dir, save_checkpoint
+
+log = logging.getLogger(__name__)
+RECIPE_FILE = "gemfactory_recipe.yaml"
+
+
+def adapter_merged(folder: Path) -> bool | None:
+    """True / False from the adapter's gemfactory marker; None when the folder has no marker."""
+    from ..train.tuning import ADAPTER_INFO
+
+    info = folder / ADAPTER_INFO
+    if not info.is_file():
+        return None
+    try:
+        return bool(json.loads(info.read_text()).get("merged_into_base"))
+    except (json.JSONDecodeError, AttributeError):
+        raise CheckpointError(f"{info}: not valid JSON") from None
+
+
+def export_checkpoint(checkpoint, out, merge: bool = False, adapter=None) -> tuple[Path, str]:
+    """Write ``out``; return it and a line saying what happened to the adapter."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..train.tuning import load_adapter
+
+    src = resolve_model_dir(checkpoint)
+    out = Path(out)
+    if out.resolve() == src.resolve():
+        raise ConfigError(f"export: OUT {out} is the checkpoint itself; choose another folder")
+    explicit = adapter is not None
+    adapter_dir = Path(adapter) if explicit else src / "adapter"
+    if explicit and not merge:
+        raise ConfigError("export: --adapter is applied with --merge")
+    if explicit and not adapter_dir.is_dir():
+        raise CheckpointError(f"adapter folder not found: {adapter_dir}")
+    merged = adapter_merged(adapter_dir) if adapter_dir.is_dir() else None
+    if merge and not adapter_dir.is_dir():
+        raise CheckpointError(f"export --merge: {src} has no adapter/ folder; name one with --adapter DIR")
+    if not merge and adapter_dir.is_dir() and merged is False:
+        raise ConfigError(f"export: {adapter_dir} holds an adapter not merged into the weights yet; "
+                          "pass --merge to fold it in")
+
+    model = AutoModelForCausalLM.from_pretrained(src)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    if merge and (explicit or merged is False):
+        load_adapter(model, adapter_dir)
+        note = f"adapter {adapter_dir} merged into the weights"
+    elif merge and merged is None:
+        raise ConfigError(f"export --merge: {adapter_dir} has no gemfactory marker, so it is unknown whether "
+                          "its weights are already in the checkpoint; pass it explicitly with --adapter")
+    elif adapter_dir.is_dir():
+        note = "the checkpoint's adapter is already merged into its weights"
+    else:
+        note = "no adapter"
+
+    recipe = src / RECIPE_FILE
+
+    def copy_recipe(folder: Path) -> None:
+        if recipe.is_file():
+            shutil.copyfile(recipe, folder / RECIPE_FILE)
+
+    save_checkpoint(model, tokenizer, out, extra=copy_recipe)
+    return out, note
