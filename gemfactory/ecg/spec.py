@@ -1,7 +1,7 @@
 """SignalSpec: what an ECG encoder expects to receive, saved in every checkpoint."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import ECGError
 

@@ -24,7 +24,3 @@ class Synthetic(EvalTask):
             return item["label"] if item["label"].lower() in text else None
         hits = [name for name, pattern in options.items() if re.search(pattern, text)]
         return hits[0] if len(hits) == 1 else None
-
-    def score(self, scored):
-        out = super().score(scored)
-        return out
