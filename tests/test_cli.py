@@ -148,3 +148,14 @@ def test_import_gemfactory_is_light_and_registers_auto_classes(trained):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("GemForCausalLM")
+
+
+def test_stage_leaves_metrics_log_and_loss_plot(trained):
+    _, out = trained
+    stage_dir = out / "finetune"
+    records = [json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 4 and all(r["stage"] == "finetune" for r in records)  # logging_steps 1, 4 steps
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    png = (stage_dir / "loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG")

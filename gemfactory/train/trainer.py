@@ -18,6 +18,7 @@ from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..model.builder import tokenizer_texts as _tokenizer_texts  # noqa: F401  (tests use this name)
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..registry import TEMPLATES
+from .feedback import StageFeedback
 from .tuning import apply_tuning, check_tuning, component_of, finish_tuning, parameter_counts
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,13 @@ class GemTrainer(Trainer):
 
     def __init__(self, *args, lr_per_component: dict[str, float] | None = None, **kwargs):
         self.lr_per_component = lr_per_component or {}
+        self.real_tokens = 0  # non-pad tokens trained on (throughput reporting)
         super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if model.training and "attention_mask" in inputs:
+            self.real_tokens += int(inputs["attention_mask"].sum())
+        return super().compute_loss(model, inputs, *args, **kwargs)
 
     def create_optimizer(self, model=None):
         if self.optimizer is not None:
@@ -173,7 +180,8 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         data_collator=Collator(tokenizer.pad_token_id, skip_log),
         processing_class=tokenizer,
         lr_per_component=stage.lr_per_component,
-        callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction)],
+        callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction),
+                   StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens)],
     )
     if trainer.is_deepspeed_enabled:
         stage_no = trainer.args.hf_deepspeed_config.config["zero_optimization"]["stage"]

@@ -1,0 +1,73 @@
+"""What a stage leaves behind for the user: metrics.jsonl, loss.png and a one-line summary."""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+
+
+class StageFeedback(TrainerCallback):
+    """Appends every logged step to ``metrics.jsonl``; at the end draws ``loss.png`` and logs
+    samples/s, real (non-pad) tokens/s and peak memory. ``tokens`` is a callable returning the
+    number of real tokens the collator has produced so far."""
+
+    def __init__(self, stage: str, out_dir: Path, tokens):
+        self.stage, self.out_dir, self.tokens = stage, Path(out_dir), tokens
+        self.start = time.perf_counter()
+        self.losses: list[tuple[int, float]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.start = time.perf_counter()
+        self.tokens_at_start = self.tokens()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"stage": self.stage, "step": state.global_step, "epoch": state.epoch, **logs}
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if "loss" in logs:
+            self.losses.append((state.global_step, float(logs["loss"])))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        samples = state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+        samples *= max(args.world_size, 1)
+        tokens = self.tokens() - self.tokens_at_start
+        if self.losses:
+            self._plot()
+        log.info("stage %s summary: %d steps in %.1f s, %.1f samples/s, %.0f tokens/s, peak memory %s",
+                 self.stage, state.global_step, elapsed, samples / elapsed, tokens / elapsed, peak_memory())
+
+    def _plot(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 3.5), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        steps, losses = zip(*self.losses)
+        ax.plot(steps, losses, marker="o", markersize=2)
+        ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.set_title(f"stage {self.stage}")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.out_dir / "loss.png")
+
+
+def peak_memory() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (GPU)"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    gib = rss / 2**30 if sys.platform == "darwin" else rss / 2**20
+    return f"{gib:.2f} GiB (process RSS)"
