@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a recipe")
     s.add_argument("recipe")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.seed=1")
+    s.add_argument("--dry-run", action="store_true",
+                   help="build the model and print parameters, sequence lengths, memory and time estimates")
+    s.add_argument("--devices", type=int, default=1, help="devices to plan memory for (--dry-run)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("chat", help="ask a trained model (one shot, or interactive without a question)")
@@ -159,6 +162,11 @@ def cmd_train(args) -> int:
     from .config import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        from .train.dry_run import dry_run
+
+        dry_run(recipe, devices=args.devices)
+        return 0
     from .train.trainer import train
 
     final = train(recipe)

@@ -1,0 +1,116 @@
+"""``gemfactory train RECIPE --dry-run``: what a run would cost, without running it.
+
+Builds the model, then per stage prints parameters per component (trainable / frozen), sequence
+lengths of the data after templating (and how many samples exceed max_length), the memory per
+device that weights, gradients and optimizer states need under each ZeRO stage (activations come
+on top and are not estimated), and a time estimate from a few timed optimizer steps.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+
+from ..config import Recipe
+from ..data.dataset import Collator, GemDataset
+from ..data.processor import Processor
+from ..errors import DataError
+from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
+from ..registry import TEMPLATES
+from .tuning import apply_tuning, check_tuning, finish_tuning, parameter_counts
+
+TIMED_STEPS = 3
+
+
+def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
+    check_tuning(recipe)
+    template = recipe_template(recipe)
+    tokenizer = tokenizer_for_recipe(recipe, template)
+    model = build_model(recipe.model, tokenizer)
+    bf16 = recipe.training.bf16 or bool(recipe.training.deepspeed)
+    for stage in recipe.stages:
+        tunes = apply_tuning(model, stage)
+        counts = parameter_counts(model)
+        out(f"== stage {stage.name}")
+        for comp, (trainable, total) in counts.items():
+            out(f"  {comp:<10} {tunes[comp]:<8} {trainable:>14,} trainable {total - trainable:>14,} frozen")
+        total = sum(t for _, t in counts.values())
+        trainable = sum(t for t, _ in counts.values())
+        stage_template = TEMPLATES.get(stage.template)() if stage.template else template
+        max_len = stage.max_length or recipe.data.max_length
+        processor = Processor.from_model(model, tokenizer, stage_template, max_len)
+        dataset = GemDataset(stage.train or recipe.data.train, processor,
+                             stage.image_folder or recipe.data.image_folder,
+                             stage.ecg_folder or recipe.data.ecg_folder)
+        lengths, too_long, bad = sequence_lengths(dataset, processor, max_len)
+        if lengths:
+            q = statistics.quantiles(lengths, n=20) if len(lengths) > 1 else [lengths[0]] * 19
+            out(f"  data       {len(dataset)} samples; tokens min {min(lengths)} median "
+                f"{statistics.median(lengths):.0f} p95 {q[18]:.0f} max {max(lengths)}; "
+                f"{too_long} over max_length {max_len}; {bad} unusable")
+        need = ", ".join(f"{name} {b / 2**30:.2f} GiB"
+                         for name, b in memory_estimate(total, trainable, devices, bf16).items())
+        out(f"  memory     per device over {devices} device(s): {need} "
+            "(weights, gradients and Adam states; activations come on top; ZeRO-3 offload keeps them in CPU RAM)")
+        seconds = time_steps(model, dataset, tokenizer, stage.batch_size, stage.lr)
+        steps = stage.max_steps if stage.max_steps > 0 else math.ceil(
+            stage.epochs * len(dataset) / (stage.batch_size * stage.gradient_accumulation_steps * devices))
+        per_step = seconds * stage.gradient_accumulation_steps
+        out(f"  time       {per_step:.2f} s/step here x {steps} steps ~ {per_step * steps / 60:.1f} min")
+        finish_tuning(model)
+
+
+def sequence_lengths(dataset: GemDataset, processor: Processor, max_len: int):
+    """Token counts after templating and placeholder expansion, reading no ECG or image files
+    (any-resolution images are counted at the tower's base size)."""
+    from ..template.base import normalize_conversation
+
+    lengths, too_long, bad = [], 0, 0
+    processor = Processor(**{**processor.__dict__, "max_length": 10**9})
+    for item in dataset.items:
+        try:
+            turns = normalize_conversation(item.get("conversations", item.get("conversation")), item.get("id"))
+            n = len(processor.encode(turns, has_image=bool(item.get("image")), has_ecg=bool(item.get("ecg")),
+                                     item_id=item.get("id"))["input_ids"])
+        except DataError:
+            bad += 1
+            continue
+        lengths.append(n)
+        too_long += n > max_len
+    return lengths, too_long, bad
+
+
+def memory_estimate(total: int, trainable: int, devices: int, bf16: bool) -> dict[str, float]:
+    """Bytes per device for weights + gradients + Adam states (mixed precision keeps fp32 masters)."""
+    weights, grads, optim = (2, 2, 12) if bf16 else (4, 4, 8)
+    w, g, o = weights * total, grads * trainable, optim * trainable
+    return {
+        "no ZeRO": w + g + o,
+        "ZeRO-2": w + (g + o) / devices,
+        "ZeRO-3": (w + g + o) / devices,
+    }
+
+
+def time_steps(model, dataset: GemDataset, tokenizer, batch_size: int, lr: float) -> float:
+    collate = Collator(tokenizer.pad_token_id)
+    feats = [f for f in (dataset[i] for i in range(min(len(dataset), batch_size * 2))) if "skip" not in f]
+    if not feats:
+        return float("nan")
+    batch = collate(feats[:batch_size])
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    times = []
+    for _ in range(TIMED_STEPS + 1):  # the first step warms up
+        start = time.perf_counter()
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    with torch.no_grad():  # leave the model as it was
+        for p, s in zip(params, saved):
+            p.copy_(s)
+    return statistics.median(times[1:])
