@@ -37,6 +37,7 @@ from ..errors import DataError
 from ..fileio import write_text_atomic
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN, PLACEHOLDERS, ROLE_ALIASES
 from .context import check_context
+from .dataset import read_json_list
 
 SOURCES = ("llava", "ecginstruct", "ptbxl")
 ON_BAD = ("skip", "error")
@@ -90,24 +91,7 @@ def _one_line(text: str) -> str:
 
 def read_json_items(path: str | Path) -> list:
     """A JSON list, or JSON lines (``.jsonl``); file-level problems raise :class:`DataError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"input file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise DataError(f"{p}: the file is empty (expected a JSON list of items)")
-    try:
-        if p.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, list):
-        raise DataError(f"{p}: expected a JSON list of items, got {type(data).__name__}")
-    return data
+    return read_json_list(path, kind="input", noun="items")
 
 
 def dumps_items(items: list[dict], jsonl: bool = False) -> str:

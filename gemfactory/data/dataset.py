@@ -15,26 +15,32 @@ from ..template.base import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 
-def load_items(path: str | Path) -> list[dict]:
-    """Read a JSON list (or JSON-lines) of items; structural problems name the file and item."""
+def read_json_list(path: str | Path, kind: str = "data", noun: str = "samples") -> list:
+    """A JSON list, or JSON lines (``.jsonl``); file-level problems name the file."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"data file not found: {p}")
+        raise DataError(f"{kind} file not found: {p}")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
-        raise DataError(f"{p}: the file is empty (expected a JSON list of samples)")
+        raise DataError(f"{p}: the file is empty (expected a JSON list of {noun})")
     try:
         if p.suffix == ".jsonl":
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            items = json.loads(text)
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        items = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(items, list):
-        raise DataError(f"{p}: expected a JSON list of samples, got {type(items).__name__}")
+        raise DataError(f"{p}: expected a JSON list of {noun}, got {type(items).__name__}")
+    return items
+
+
+def load_items(path: str | Path) -> list[dict]:
+    """Read a JSON list (or JSON-lines) of samples; structural problems name the file and item."""
+    p = Path(path)
+    items = read_json_list(p)
     if not items:
         raise DataError(f"{p}: the list of samples is empty")
     for i, item in enumerate(items):
