@@ -133,10 +133,10 @@ class TrainingConfig:
     deepspeed: Optional[str] = None  # zero2 / zero3 / zero3_offload or a JSON path
     bf16: bool = False
     logging_steps: int = 10
-    save_steps: int = 0  # 0: save at the end of each stage only
-    save_total_limit: int = 2
+    save_steps: int = 0  # 0: save at the end of each stage only; N: also a resumable checkpoint every N steps
+    save_total_limit: int = 2  # resumable checkpoints kept per stage (the newest)
     gradient_checkpointing: bool = False
-    report_to: list[str] = field(default_factory=list)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # [] for none
 
 
 @dataclass
@@ -215,12 +215,17 @@ def _read_with_bases(path: Path, seen: tuple) -> dict:
 
 
 def deep_merge(base: dict, top: dict) -> dict:
-    """Mappings merge key by key; stages merge by name; anything else in ``top`` replaces."""
+    """Mappings merge key by key; stages merge by name; anything else in ``top`` replaces.
+
+    A component entry naming another component (``model.ecg: {name: other}``) replaces the
+    inherited entry instead: the inherited ``arch`` / ``options`` belong to the old component.
+    """
     out = dict(base)
     for key, value in top.items():
         if key == "stages" and isinstance(value, list) and isinstance(out.get(key), list):
             out[key] = _merge_stages(out[key], value)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) \
+                and value.get("name", out[key].get("name")) == out[key].get("name"):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value

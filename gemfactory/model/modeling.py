@@ -120,6 +120,8 @@ class GemForCausalLM(GemPreTrainedModel):
             if inputs is None or len(inputs) == 0:
                 if n_slots:
                     raise DataError(f"the text has {n_slots} {name} placeholder tokens but no {name} input")
+                if self.training and torch.is_grad_enabled():
+                    embeds = embeds + 0.0 * self._idle_output(name, embeds.device)
                 continue
             feats = encode(inputs)
             feats = feats.reshape(-1, feats.shape[-1])
@@ -130,6 +132,21 @@ class GemForCausalLM(GemPreTrainedModel):
                 )
             embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
         return embeds
+
+    def _idle_output(self, modality: str, device) -> torch.Tensor:
+        """A training batch without this modality still runs its tower (on a blank input) and
+        its connector: under ZeRO-3 every rank must gather the same weights each step, and DDP
+        expects a gradient for every trainable parameter. The caller adds 0 x this scalar."""
+        if modality == "image":
+            tower, size = self.vision_tower, self.vision_tower.image_size
+            blank = torch.zeros(1, 3, size, size, device=device, dtype=_dtype_of(tower))
+            out = self.connectors["image"](tower(blank)).sum()
+            if getattr(self, "image_newline", None) is not None:
+                out = out + self.image_newline.sum()
+            return out
+        spec = self.ecg_encoder.signal_spec
+        blank = torch.zeros(1, len(spec.leads), spec.n_samples, device=device, dtype=_dtype_of(self.ecg_encoder))
+        return self.encode_ecg(blank).sum()
 
     # forward / generate -----------------------------------------------------------------------
     def forward(
@@ -182,6 +199,10 @@ class SharedTail(nn.Module):
 
     def forward(self, x):
         return self._shared[0](self.first(x))
+
+
+def _dtype_of(module: nn.Module) -> torch.dtype:
+    return next(module.parameters(), torch.empty(0)).dtype
 
 
 def _connector(config: GemConfig, modality: str, in_dim: int, out_dim: int) -> nn.Module:

@@ -25,9 +25,23 @@ class StageFeedback(TrainerCallback):
         self.losses: list[tuple[int, float]] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.start = time.perf_counter()
         self.tokens_at_start = self.tokens()
+        self.first_step = state.global_step  # > 0 when resumed from a checkpoint
+        if state.is_world_process_zero:
+            self._keep_records_until(state.global_step)
+
+    def _keep_records_until(self, step: int) -> None:
+        """A fresh stage starts an empty log; a resumed one drops what the killed run logged after
+        its last checkpoint (those steps run again)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / "metrics.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() and step else []
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.losses = [(r["step"], float(r["loss"])) for r in map(json.loads, kept) if "loss" in r]
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        tmp.replace(path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -42,13 +56,14 @@ class StageFeedback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        samples = state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+        steps = state.global_step - self.first_step
+        samples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
         samples *= max(args.world_size, 1)
         tokens = self.tokens() - self.tokens_at_start
         if self.losses:
             self._plot()
         log.info("stage %s summary: %d steps in %.1f s, %.1f samples/s, %.0f tokens/s, peak memory %s",
-                 self.stage, state.global_step, elapsed, samples / elapsed, tokens / elapsed, peak_memory())
+                 self.stage, steps, elapsed, samples / elapsed, tokens / elapsed, peak_memory())
 
     def _plot(self) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

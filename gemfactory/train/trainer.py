@@ -15,18 +15,18 @@ from ..data.dataset import Collator, GemDataset, SkipLog
 from ..data.processor import Processor
 from ..errors import ConfigError, DataError
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
-from ..model.builder import tokenizer_texts as _tokenizer_texts  # noqa: F401  (tests use this name)
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..registry import TEMPLATES
 from .feedback import StageFeedback
+from .resume import AtomicCheckpoints, refuse_stale_checkpoints, remember_recipe, resume_point, stage_done
 from .tuning import apply_tuning, check_tuning, component_of, finish_tuning, parameter_counts
 
 log = logging.getLogger(__name__)
 DEEPSPEED_DIR = Path(__file__).with_name("deepspeed")
 
 
-class GemTrainer(Trainer):
-    """HF Trainer with per-component learning rates."""
+class GemTrainer(AtomicCheckpoints, Trainer):
+    """HF Trainer with per-component learning rates and checkpoints that are complete or absent."""
 
     def __init__(self, *args, lr_per_component: dict[str, float] | None = None, **kwargs):
         self.lr_per_component = lr_per_component or {}
@@ -129,7 +129,7 @@ def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path) -> Tra
         bf16=bf16,
         deepspeed=ds,
         use_cpu=on_cpu,
-        ddp_backend="gloo" if on_cpu and ds is not None else None,
+        ddp_backend="gloo" if on_cpu and (ds is not None or _world_size() > 1) else None,
         gradient_checkpointing=t.gradient_checkpointing,
         remove_unused_columns=False,
         dataloader_num_workers=recipe.data.num_workers,
@@ -138,26 +138,57 @@ def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path) -> Tra
     )
 
 
-def train(recipe: Recipe) -> Path:
-    """Run every stage; return the folder of the final model."""
+def train(recipe: Recipe, resume: bool = False) -> Path:
+    """Run every stage; return the folder of the final model. ``resume``: skip the stages that
+    finished and continue the current one from its latest complete checkpoint."""
     prepare_distributed_env(bool(recipe.training.deepspeed))
-    deepspeed_config(recipe.training.deepspeed)  # fail early on a bad name
-    check_tuning(recipe)  # e.g. qlora without bitsandbytes / CUDA: before anything is built
+    ds = deepspeed_config(recipe.training.deepspeed)  # fail early on a bad name
+    check_tuning(recipe, zero_stage(ds))  # e.g. qlora without bitsandbytes: before anything is built
     torch.manual_seed(recipe.training.seed)
     run_dir = Path(recipe.training.output_dir)
     template = recipe_template(recipe)
     for stage in recipe.stages:  # unknown stage templates fail before any training
         if stage.template:
             TEMPLATES.get(stage.template)
-    tokenizer = tokenizer_for_recipe(recipe, template)
-    model = build_model(recipe.model, tokenizer)
-    final = None
-    for stage in recipe.stages:
-        final = run_stage(recipe, stage, model, tokenizer, template, run_dir)
+    if _is_main_process():
+        remember_recipe(run_dir, recipe.to_dict(), resume)
+    done = 0
+    while resume and done < len(recipe.stages) and stage_done(run_dir / recipe.stages[done].name):
+        done += 1
+    if done:
+        log.info("--resume: stage(s) %s already finished", ", ".join(s.name for s in recipe.stages[:done]))
+        model, tokenizer = load_stage_output(run_dir / recipe.stages[done - 1].name / "model")
+    else:
+        tokenizer = tokenizer_for_recipe(recipe, template)
+        model = build_model(recipe.model, tokenizer)
+    final = run_dir / recipe.stages[-1].name / "model"
+    for stage in recipe.stages[done:]:
+        final = run_stage(recipe, stage, model, tokenizer, template, run_dir, resume)
     return final
 
 
-def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, run_dir: Path) -> Path:
+def zero_stage(ds: dict | None) -> int | None:
+    return ds["zero_optimization"].get("stage", 0) if ds and "zero_optimization" in ds else None
+
+
+def load_stage_output(folder: Path):
+    from transformers import AutoTokenizer
+
+    from ..model.modeling import GemForCausalLM
+
+    return GemForCausalLM.from_pretrained(folder, dtype=torch.float32), AutoTokenizer.from_pretrained(folder)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, run_dir: Path,
+              resume: bool = False) -> Path:
     tunes = apply_tuning(model, stage)
     counts = parameter_counts(model)
     log.info("stage %s: %s", stage.name, ", ".join(
@@ -173,6 +204,9 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
                          stage.ecg_folder or recipe.data.ecg_folder, recipe.data.on_bad_sample)
     skip_log = SkipLog()
     stage_dir = run_dir / stage.name
+    checkpoint = resume_point(stage_dir) if resume else None
+    if not resume and _is_main_process():
+        refuse_stale_checkpoints(stage_dir, stage.name)
     trainer = GemTrainer(
         model=model,
         args=training_arguments(recipe, stage, stage_dir),
@@ -186,7 +220,9 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     if trainer.is_deepspeed_enabled:
         stage_no = trainer.args.hf_deepspeed_config.config["zero_optimization"]["stage"]
         log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, stage_no, trainer.args.world_size)
-    result = trainer.train()
+    if checkpoint is not None:
+        log.info("stage %s: resuming from %s", stage.name, checkpoint)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     log.info("stage %s finished: %s", stage.name, result.metrics)
     if skip_log.skipped:
         log.warning("stage %s skipped %d sample(s): %s", stage.name, len(skip_log.skipped),
@@ -198,6 +234,12 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     if adapter is not None:
         log.info("stage %s: LoRA adapter merged into the weights; also saved in model/adapter", stage.name)
     extra = (lambda folder: adapter.save(folder / "adapter", merged=True)) if adapter is not None else None
-    out = save_checkpoint(model, tokenizer, stage_dir / "model", recipe.to_dict(), extra=extra)
-    point_latest(run_dir, out)
+    # ZeRO-3 holds a shard of each weight per rank: gather them (every rank takes part), rank 0 writes
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if zero_stage(
+        trainer.args.hf_deepspeed_config.config if trainer.is_deepspeed_enabled else None) == 3 else None
+    out = stage_dir / "model"
+    if trainer.args.should_save:
+        save_checkpoint(model, tokenizer, out, recipe.to_dict(), extra=extra, state_dict=state_dict)
+        point_latest(run_dir, out)
+    trainer.accelerator.wait_for_everyone()
     return out

@@ -52,15 +52,25 @@ def qlora_available() -> str | None:
     return "; ".join(missing) or None
 
 
-def check_tuning(recipe) -> None:
-    """Fail before any model is built or trained when a stage asks for what this machine lacks."""
+def check_tuning(recipe, zero_stage: int | None = None) -> None:
+    """Fail before any model is built or trained when a stage asks for what this machine or the
+    DeepSpeed setup cannot do."""
     for stage in recipe.stages:
         for comp, tune in stage.tune.items():
+            where = f"stages.{stage.name}.tune.{comp}"
             if tune == "qlora":
-                why = qlora_available()
-                if why:
-                    raise ConfigError(f"stages.{stage.name}.tune.{comp}: qlora needs bitsandbytes and a "
-                                      f"CUDA GPU ({why}); use lora instead")
+                _check_qlora(where, comp)
+            if zero_stage == 3 and tune in ("lora", "qlora"):
+                raise ConfigError(f"{where}: {tune} cannot be merged into weights that ZeRO-3 shards across "
+                                  "devices; use training.deepspeed=zero2 (or full/partial tuning)")
+
+
+def _check_qlora(where: str, comp: str) -> None:
+    why = qlora_available()
+    if why:
+        raise ConfigError(f"{where}: qlora needs bitsandbytes and a CUDA GPU ({why}); use lora instead")
+    if comp != "llm":
+        raise ConfigError(f"{where}: qlora is for the llm only; use lora for towers, encoders and connectors")
 
 
 def apply_tuning(model, stage: StageConfig) -> dict[str, str]:
@@ -77,13 +87,10 @@ def apply_tuning(model, stage: StageConfig) -> dict[str, str]:
     resolved = {name: stage.tune.get(name, DEFAULT_TUNE[name]) for name in parts}
     for name, tune in resolved.items():
         if tune == "qlora":
-            why = qlora_available()
-            if why:
-                raise ConfigError(f"stages.{stage.name}.tune.{name}: qlora needs bitsandbytes and a "
-                                  f"CUDA GPU ({why}); use lora instead")
-            if name != "llm":
-                raise ConfigError(f"stages.{stage.name}.tune.{name}: qlora is for the llm only; "
-                                  "use lora for towers, encoders and connectors")
+            _check_qlora(f"stages.{stage.name}.tune.{name}", name)
+        if name in stage.tune and tune != "frozen" and not any(True for _ in parts[name].parameters()):
+            raise ConfigError(f"stages.{stage.name}.tune.{name}: {tune}, but the {name} component has no "
+                              "parameters to train; set it to frozen")
     for name, module in parts.items():
         module.requires_grad_(resolved[name] == "full")
     for name, tune in resolved.items():
