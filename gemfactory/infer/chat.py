@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Iterator
 
 from ..data.visual_prompt import PALETTE, parse_color, validate_prompt
 from ..errors import DataError, GemError
@@ -31,6 +32,18 @@ def parse_coords(flag: str, text: str, count: int, fmt: str) -> list:
     return [int(v) if v.is_integer() else v for v in values]
 
 
+def visual_prompt(kind: str, coords: list, color: str = "red", width: int | None = None) -> dict:
+    """The prompt dict of a bbox or arrow (``coords`` x1,y1,x2,y2) or a point (x,y); not yet validated."""
+    if kind == "arrow":
+        prompt = {"type": "arrow", "start": coords[:2], "end": coords[2:]}
+    else:
+        prompt = {"type": kind, kind: coords}
+    prompt["color"] = color
+    if width is not None:
+        prompt["width"] = width
+    return prompt
+
+
 def prompts_from_args(args) -> list[tuple[str, dict]]:
     """(flag as typed, visual prompt) for every --bbox, --arrow and --point, in that order."""
     color = getattr(args, "prompt_color", None) or "red"
@@ -38,14 +51,7 @@ def prompts_from_args(args) -> list[tuple[str, dict]]:
     out = []
     for flag, (count, fmt) in PROMPT_FLAGS.items():
         for text in getattr(args, flag, None) or []:
-            v = parse_coords(flag, text, count, fmt)
-            if flag == "arrow":
-                prompt = {"type": "arrow", "start": v[:2], "end": v[2:]}
-            else:
-                prompt = {"type": flag, flag: v}
-            prompt["color"] = color
-            if width is not None:
-                prompt["width"] = width
+            prompt = visual_prompt(flag, parse_coords(flag, text, count, fmt), color, width)
             out.append((f"--{flag} {text}", prompt))
     if out:
         try:
@@ -61,7 +67,8 @@ def prompts_from_args(args) -> list[tuple[str, dict]]:
 
 def run_chat(args) -> int:
     flagged = prompts_from_args(args)  # bad flags fail before the model loads
-    loaded = load_pretrained_model(args.checkpoint)
+    loaded = load_pretrained_model(args.checkpoint, device=args.device, dtype=args.dtype,
+                                   load_4bit=args.load_4bit, load_8bit=args.load_8bit)
     if flagged:
         size = loaded.processor.open_image(args.image).size
         for where, prompt in flagged:
@@ -106,22 +113,26 @@ class ChatSession:
         return self.loaded.processor.prompted_image(self.image, self.visual_prompts)
 
     def ask(self, question: str, out=None) -> str:
+        for piece in self.ask_streaming(question):
+            if out is not None:
+                out.write(piece)
+                out.flush()
+        if out is not None:
+            out.write("\n")
+        return self.turns[-1].text
+
+    def ask_streaming(self, question: str) -> Iterator[str]:
+        """Yield the answer in pieces; the exchange joins the conversation once the answer is complete."""
         if not self.turns:  # attach the inputs to the first question
-            prefix = ("<ecg>\n" if self.ecg else "") + ("<image>\n" if self.image else "")
+            prefix = ("<ecg>\n" if self.ecg is not None else "") + ("<image>\n" if self.image is not None else "")
             question = prefix + question
         turns = self.turns + [Turn("user", question)]
         pieces = []
         prompt = Prompt(turns, image=self.model_image(), ecg=self.ecg)
         for piece in stream(self.loaded, prompt, self.settings):
             pieces.append(piece)
-            if out is not None:
-                out.write(piece)
-                out.flush()
-        if out is not None:
-            out.write("\n")
-        answer = "".join(pieces).strip()
-        self.turns = turns + [Turn("assistant", answer)]
-        return answer
+            yield piece
+        self.turns = turns + [Turn("assistant", "".join(pieces).strip())]
 
     def command(self, line: str) -> bool:
         """Handle a /command; True means quit."""

@@ -1,0 +1,155 @@
+"""The Gradio Blocks page: an ECG record (uploaded or an example) drawn as a 12-lead sheet, an optional
+image with a drawn visual prompt, and a chat whose answers stream in.
+
+Every user error appears as a warning toast and in the status line, in one sentence naming the file
+or value and what was expected. The model is shared; each browser tab has its own conversation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from ..data.render import render_ecg
+from ..data.visual_prompt import PALETTE, validate_prompt
+from ..errors import GemError
+from ..infer.chat import ChatSession, visual_prompt
+from ..infer.generate import GenerationSettings
+from .uploads import example_records, load_record
+
+PROMPT_KINDS = ("none", "bbox", "arrow", "point")
+COORD_NAMES = {"bbox": ("x1", "y1", "x2", "y2"), "arrow": ("x1", "y1", "x2", "y2"), "point": ("x1", "y1")}
+SHEET_DPI = 80
+GENERATING = "*Generating the answer…*"  # the status line while an answer streams in
+
+
+def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir: Path) -> gr.Blocks:
+    """The app for one loaded model; uploaded records go to temporary folders under ``workdir``."""
+    examples = example_records(examples_dir) if examples_dir else {}
+    has_ecg = loaded.processor.signal_spec is not None
+    has_image = loaded.processor.image_processor is not None
+
+    def show_record(files, old):
+        if old is not None:
+            old.discard()
+        if not files:
+            return None, "", None, None, []
+        try:
+            record = load_record(files, loaded.processor.signal_spec, max_upload_bytes, workdir)
+        except GemError as exc:
+            return None, error(exc), None, None, []
+        sheet = render_ecg(record.sheet_signal, record.fs, dpi=SHEET_DPI)
+        return sheet, f"Loaded {record.summary()}. Ask a question about it.", record, None, []
+
+    def show_example(name, old):
+        return show_record(examples.get(name), old)
+
+    def show_prompted_image(image, kind, color, *coords):
+        try:
+            picture = loaded.processor.open_image(image) if image else None
+            prompts = visual_prompts(kind, color, coords, picture and picture.size)
+            shown = loaded.processor.prompted_image(picture, prompts) if picture else None
+        except GemError as exc:
+            return None, error(exc), None, []
+        return shown, "", None, []
+
+    def answer(question, history, session, record, image, kind, color, x1, y1, x2, y2,
+               temperature, top_p, max_new_tokens):
+        history = list(history or [])
+        if not str(question or "").strip():
+            yield history, question, error("the question is empty; type a question first"), session
+            return
+        asked = history + [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        try:
+            settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
+            if session is None:  # a new conversation takes the current record, image and prompt
+                size = loaded.processor.open_image(image).size if image else None
+                ecg = torch.from_numpy(record.model_signal) if record is not None and has_ecg else None
+                session = ChatSession(loaded, settings, ecg=ecg, image=image,
+                                      visual_prompts=visual_prompts(kind, color, (x1, y1, x2, y2), size))
+            session.settings = settings
+            yield asked, "", GENERATING, session
+            for piece in session.ask_streaming(question):
+                asked[-1]["content"] += piece
+                yield asked, "", GENERATING, session
+            yield asked, "", "", session
+        except GemError as exc:  # bad inputs fail before the first piece: the question stays to edit
+            yield history, question, error(exc), session
+
+    with gr.Blocks(title="gemfactory") as app:
+        record_state = gr.State(None, delete_callback=discard_record)
+        session_state = gr.State(None)  # this tab's ChatSession, made at its first question
+        gr.Markdown(f"## gemfactory · `{loaded.path}`")
+        status = gr.Markdown(elem_id="status")
+        with gr.Row():
+            with gr.Column():
+                with gr.Group(visible=has_ecg):
+                    files = gr.File(label="ECG record: NAME.hea with NAME.dat or NAME.mat (or one .zip)",
+                                    file_count="multiple", elem_id="record-upload")
+                    example = gr.Dropdown(list(examples), value=None, label="or an example record",
+                                          visible=bool(examples), elem_id="example")
+                    sheet = gr.Image(label="12-lead ECG", type="pil", format="png", interactive=False,
+                                     elem_id="ecg-sheet")
+                with gr.Group(visible=has_image):
+                    image = gr.Image(label="Image (optional)", type="filepath", sources=["upload"],
+                                     elem_id="image-upload")
+                    with gr.Row():
+                        kind = gr.Radio(list(PROMPT_KINDS), value="none", label="Visual prompt on the image")
+                        color = gr.Dropdown(list(PALETTE), value="red", label="Colour")
+                    with gr.Row():
+                        coords = [gr.Number(label=name, precision=0, minimum=0, min_width=80)
+                                  for name in ("x1", "y1", "x2", "y2")]
+                    prompted = gr.Image(label="What the model sees", type="pil", interactive=False)
+            with gr.Column():
+                chatbot = gr.Chatbot(label="Chat", elem_id="chat")
+                question = gr.Textbox(label="Question", placeholder="What is the heart rate?", elem_id="question")
+                with gr.Row():
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                    new_chat = gr.Button("New conversation")
+                with gr.Accordion("Generation settings", open=False):
+                    temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)")
+                    top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p")
+                    max_new_tokens = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens")
+
+        record_outputs = [sheet, status, record_state, session_state, chatbot]
+        files.change(show_record, [files, record_state], record_outputs, api_name="upload_record")
+        example.change(show_example, [example, record_state], record_outputs, api_name="pick_example")
+        prompt_inputs = [image, kind, color, *coords]
+        for component in prompt_inputs:  # new image or prompt: redraw it, start a new conversation
+            component.change(show_prompted_image, prompt_inputs, [prompted, status, session_state, chatbot],
+                             api_name=False)
+        ask_inputs = [question, chatbot, session_state, record_state, *prompt_inputs,
+                      temperature, top_p, max_new_tokens]
+        ask_outputs = [chatbot, question, status, session_state]
+        ask.click(answer, ask_inputs, ask_outputs, api_name="ask")
+        question.submit(answer, ask_inputs, ask_outputs, api_name=False)
+        new_chat.click(lambda: (None, [], ""), None, [session_state, chatbot, status], api_name=False)
+    return app
+
+
+def visual_prompts(kind: str, color: str, coords, image_size) -> list[dict]:
+    """The one prompt chosen in the page (none, or a bbox/arrow/point), checked against the image."""
+    if kind in (None, "none"):
+        return []
+    if image_size is None:
+        raise GemError(f"the {kind} prompt is drawn on an image; upload an image first")
+    names = COORD_NAMES[kind]
+    values = list(coords)[:len(names)]
+    if any(v is None for v in values):
+        raise GemError(f"the {kind} prompt needs {', '.join(names)}; fill in every coordinate")
+    prompt = visual_prompt(kind, [int(v) for v in values], color)
+    validate_prompt(prompt, image_size, f"{kind} prompt")
+    return [prompt]
+
+
+def discard_record(record) -> None:
+    """Remove a closed tab's uploaded record from disk."""
+    if record is not None:
+        record.discard()
+
+
+def error(exc) -> str:
+    """Show ``exc`` as a warning toast; return it for the status line."""
+    gr.Warning(str(exc))
+    return f"**Error:** {exc}"
