@@ -44,7 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("list", help="registered components by kind")
     s.add_argument("kind", nargs="?", choices=KINDS)
+    s.add_argument("--plugins", action="store_true",
+                   help="only what installed plugins add (distribution and version) and plugin load errors")
     s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("plugin", help="plugin tools")
+    psub = s.add_subparsers(dest="plugin_command", required=True, metavar="TOOL")
+    c = psub.add_parser("check", help="run the conformance kit on a component: tiny build, interface, gradients, "
+                                      "save/load, determinism, one training step")
+    c.add_argument("name", help="component name (distribution:name for a plugin that shares a built-in's name)")
+    c.add_argument("--kind", choices=KINDS, help="the component's kind (default: the one kind that has NAME)")
+    c.set_defaults(func=cmd_plugin_check)
 
     s = sub.add_parser("train", help="train a recipe")
     s.add_argument("recipe")
@@ -52,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true",
                    help="build the model and print parameters, sequence lengths, memory and time estimates")
     s.add_argument("--devices", type=int, default=1, help="devices to plan memory for (--dry-run)")
+    s.add_argument("--resume", action="store_true",
+                   help="skip finished stages; continue the current one from its latest complete checkpoint")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("chat", help="ask a trained model (one shot, or interactive without a question)")
@@ -70,7 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=128)
     s.add_argument("--temperature", type=float, default=0.0)
     s.add_argument("--top-p", type=float, default=1.0)
+    add_load_flags(s)
     s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("app", help="a local web app: upload an ECG record or image and chat with the model")
+    s.add_argument("checkpoint")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    s.add_argument("--port", type=int, help="port to listen on (default: 7860, or the next free one)")
+    s.add_argument("--max-upload-mb", type=float, default=50, help="largest upload accepted, in MB")
+    s.add_argument("--examples", metavar="DIR",
+                   help="folder of WFDB records offered as examples (default: CKPT/examples when present)")
+    s.add_argument("--share", choices=("no", "yes"), default="no",
+                   help="also publish a temporary public gradio.live link (needs internet)")
+    add_load_flags(s)
+    s.set_defaults(func=cmd_app)
 
     s = sub.add_parser("eval", help="score a checkpoint on an eval task")
     s.add_argument("checkpoint")
@@ -135,19 +160,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_load_flags(s: argparse.ArgumentParser) -> None:
+    """How to load the checkpoint (passed to ``load_pretrained_model``, which validates them)."""
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    s.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    s.add_argument("--load-4bit", action="store_true", help="quantise the language model to 4 bits (CUDA)")
+    s.add_argument("--load-8bit", action="store_true", help="quantise the language model to 8 bits (CUDA)")
+
+
 # commands ----------------------------------------------------------------------------------
 def cmd_list(args) -> int:
-    from .registry import REGISTRIES
+    from .registry import BUILTIN, REGISTRIES
 
+    shown = 0
     for kind in [args.kind] if args.kind else KINDS:
         reg = REGISTRIES[kind]
+        entries = [e for e in reg.entries() if not args.plugins or e.origin != BUILTIN]
+        errors = reg.plugin_errors()
+        if args.plugins and not entries and not errors:
+            continue
         print(f"{kind}:")
-        for e in reg.entries():
-            origin = "built-in" if e.origin == "gemfactory" else f"{e.origin} {e.version}".strip()
-            print(f"  {e.name:<20} {origin:<24} {_summary(e.obj)}")
-        for name, msg in reg.plugin_errors().items():
+        names = set(reg.names())
+        for e in entries:  # a plugin sharing a built-in's name is listed by its full name
+            name = f"{e.origin}:{e.name}" if f"{e.origin}:{e.name}" in names else e.name
+            print(f"  {name:<20} {_origin(e):<32} {_summary(e.obj)}")
+        for name, msg in errors.items():
             print(f"  {name:<20} BROKEN: {msg}")
+        shown += 1
+    if args.plugins and not shown:
+        groups = ", ".join(REGISTRIES[k].group for k in ([args.kind] if args.kind else KINDS))
+        print(f"no plugin components installed (entry-point groups {groups})")
     return 0
+
+
+def _origin(entry) -> str:
+    return "built-in" if entry.origin == "gemfactory" else f"{entry.origin} {entry.version}".strip()
 
 
 def _summary(obj) -> str:
@@ -156,6 +203,23 @@ def _summary(obj) -> str:
         doc = getattr(sys.modules.get(getattr(obj, "__module__", ""), None), "__doc__", None) or ""
     lines = doc.strip().splitlines()
     return lines[0] if lines else ""
+
+
+def cmd_plugin_check(args) -> int:
+    from .registry import REGISTRIES
+    from .testing import ConformanceError, check_component, find_kind
+
+    kind = args.kind or find_kind(args.name)
+    print(f"{kind} {args.name!r} ({_origin(REGISTRIES[kind].entry(args.name))}):")
+    findings = check_component(kind, args.name)
+    for finding in findings:
+        print(f"  {finding}")
+    failed = [f for f in findings if not f.ok]
+    if failed:
+        raise ConformanceError(f"{kind} {args.name!r}: {len(failed)} of {len(findings)} checks failed; first: "
+                               f"{failed[0].check}: {failed[0].detail}")
+    print("ok")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -169,7 +233,7 @@ def cmd_train(args) -> int:
         return 0
     from .train.trainer import train
 
-    final = train(recipe)
+    final = train(recipe, resume=args.resume)
     print(f"model saved to {final}")
     return 0
 
@@ -178,6 +242,12 @@ def cmd_chat(args) -> int:
     from .infer.chat import run_chat
 
     return run_chat(args)
+
+
+def cmd_app(args) -> int:
+    from .app.launch import run_app
+
+    return run_app(args)
 
 
 def cmd_eval(args) -> int:

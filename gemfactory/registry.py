@@ -101,7 +101,7 @@ class Registry:
                 self._plugin_errors[ep.name] = (
                     f"plugin {self.kind} {ep.name!r} from distribution {dist!r} failed to load "
                     f"(entry point {ep.value!r} in group {self.group!r}): "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())}"  # one line, whatever exc says
                 )
                 continue
             self.add_plugin(ep.name, obj, dist, version)

@@ -81,6 +81,15 @@ def test_missing_and_corrupt_ecg_records(trained, tiny_data, capsys, tmp_path):
     assert "bad" in one_error_line(capsys)
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--dtype", "float8"], "error: dtype 'float8': expected one of float32, bfloat16, float16 (or fp32, bf16, fp16)"),
+    (["--device", "gpu0"], "error: device 'gpu0': expected cpu, cuda, cuda:N, mps or auto"),
+])
+def test_chat_load_flags_are_checked_in_one_line(tmp_path, capsys, flags, message):
+    assert main(["-q", "chat", str(tmp_path), *flags, "hi"]) == 2  # checked before any weight is read
+    assert one_error_line(capsys) == message
+
+
 def test_unmappable_lead_set_is_refused(trained, shared_data, capsys):
     _, out = trained
     # MIT-BIH record 100 has only MLII and V5: the 12-lead spec cannot be met

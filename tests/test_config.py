@@ -78,6 +78,16 @@ def test_base_inheritance_merges_and_stages_merge_by_name(tmp_path):
     assert r.stage("finetune").lr == 0.5 and r.stage("finetune").epochs == 1
 
 
+def test_base_component_renamed_in_child_is_replaced_not_merged(tmp_path):
+    write(tmp_path, "base.yaml", "model:\n  ecg: {name: vit1d, arch: {width: 64, heads: 4}, signal: {fs: 100}}\n"
+                                 "  connectors:\n    ecg: {name: linear, via: image}\n")
+    child = write(tmp_path, "child.yaml", "base: base.yaml\nmodel:\n  ecg: {name: resnet1d, arch: {tiny: true}}\n"
+                                          "  connectors:\n    ecg: {via: null}\n")
+    r = load_recipe(child)
+    assert (r.model.ecg.name, r.model.ecg.arch, r.model.ecg.signal) == ("resnet1d", {"tiny": True}, {})
+    assert (r.model.connectors["ecg"].name, r.model.connectors["ecg"].via) == ("linear", None)  # same name: merged
+
+
 def test_base_loop_is_an_error(tmp_path):
     write(tmp_path, "a.yaml", "base: b.yaml\n")
     write(tmp_path, "b.yaml", "base: a.yaml\n")

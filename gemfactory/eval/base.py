@@ -17,6 +17,9 @@ class Scored:
 class EvalTask:
     name = "base"
     max_new_tokens = 32
+    # a few items of the task's data; the conformance kit checks that their reference answers
+    # score correct and that an unrelated answer does not (gemfactory.testing)
+    examples: tuple[dict, ...] = ()
 
     def parse(self, item: dict, prediction: str) -> str | None:
         raise NotImplementedError

@@ -16,6 +16,17 @@ CLASSES = {
 @EVAL_TASKS.register("synthetic")
 class Synthetic(EvalTask):
     name = "synthetic"
+    examples = (
+        {"id": "rate", "ecg": "r0", "task": "heart_rate", "label": "bradycardia", "conversations": [
+            {"from": "human", "value": "<ecg>\nClassify the heart rate of this ECG."},
+            {"from": "gpt", "value": "Bradycardia: the heart rate is below 60 beats per minute."}]},
+        {"id": "grid", "image": "r0.png", "task": "grid_color", "label": "blue", "conversations": [
+            {"from": "human", "value": "<image>\nWhich colour are the grid lines of this ECG sheet?"},
+            {"from": "gpt", "value": "The grid is blue."}]},
+        {"id": "fact", "task": "text", "label": "25 mm/s", "conversations": [
+            {"from": "human", "value": "What is the standard paper speed of an ECG?"},
+            {"from": "gpt", "value": "The standard paper speed is 25 mm/s."}]},
+    )
 
     def parse(self, item, prediction):
         text = prediction.lower()
