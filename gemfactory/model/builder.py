@@ -108,6 +108,8 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
 
 
 def build_model(cfg: ModelConfig, tokenizer) -> GemForCausalLM:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
     config = build_config(cfg, tokenizer)
     language_model = None
     if cfg.llm.path:
@@ -116,7 +118,10 @@ def build_model(cfg: ModelConfig, tokenizer) -> GemForCausalLM:
         language_model = AutoModelForCausalLM.from_pretrained(
             cfg.llm.path, config=config.text_config, dtype=DTYPES[cfg.llm.dtype]
         )
-    model = GemForCausalLM(config, language_model=language_model)
+    if language_model is None and is_deepspeed_zero3_enabled():  # created and initialised partitioned
+        model = GemForCausalLM._from_config(config)
+    else:
+        model = GemForCausalLM(config, language_model=language_model)
     if language_model is not None and language_model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.language_model.resize_token_embeddings(len(tokenizer))
     if cfg.vision is not None and cfg.vision.path:

@@ -120,7 +120,7 @@ class GemForCausalLM(GemPreTrainedModel):
             if inputs is None or len(inputs) == 0:
                 if n_slots:
                     raise DataError(f"the text has {n_slots} {name} placeholder tokens but no {name} input")
-                if self.training and torch.is_grad_enabled():
+                if self.training and torch.is_grad_enabled() and name in self.connectors:  # has this tower
                     embeds = embeds + 0.0 * self._idle_output(name, embeds.device)
                 continue
             feats = encode(inputs)

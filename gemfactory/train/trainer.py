@@ -105,7 +105,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path) -> TrainingArguments:
+def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path,
+                       unused_parameters: bool = False) -> TrainingArguments:
+    """``unused_parameters``: some trainable weights get no gradient (a tower's layers above its
+    select_layer), which DDP must be told about."""
     t = recipe.training
     ds = deepspeed_config(t.deepspeed)
     on_cpu = not torch.cuda.is_available()
@@ -130,6 +133,7 @@ def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path) -> Tra
         deepspeed=ds,
         use_cpu=on_cpu,
         ddp_backend="gloo" if on_cpu and (ds is not None or _world_size() > 1) else None,
+        ddp_find_unused_parameters=unused_parameters,
         gradient_checkpointing=t.gradient_checkpointing,
         remove_unused_columns=False,
         dataloader_num_workers=recipe.data.num_workers,
@@ -160,7 +164,15 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
         model, tokenizer = load_stage_output(run_dir / recipe.stages[done - 1].name / "model")
     else:
         tokenizer = tokenizer_for_recipe(recipe, template)
+        # ZeRO-3: HF's switch is on while TrainingArguments live, so the LLM is created already
+        # partitioned (deepspeed.zero.Init) instead of whole on every rank
+        zero3_switch = training_arguments(recipe, recipe.stages[0], run_dir) if zero_stage(ds) == 3 else None
+        if zero3_switch is not None:  # join the process group zero.Init partitions over
+            import deepspeed
+
+            deepspeed.init_distributed(dist_backend=zero3_switch.ddp_backend or "nccl")
         model = build_model(recipe.model, tokenizer)
+        del zero3_switch
     final = run_dir / recipe.stages[-1].name / "model"
     for stage in recipe.stages[done:]:
         final = run_stage(recipe, stage, model, tokenizer, template, run_dir, resume)
@@ -209,7 +221,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         refuse_stale_checkpoints(stage_dir, stage.name)
     trainer = GemTrainer(
         model=model,
-        args=training_arguments(recipe, stage, stage_dir),
+        args=training_arguments(recipe, stage, stage_dir, unused_parameters=tunes.get("vision", "frozen") != "frozen"),
         train_dataset=dataset,
         data_collator=Collator(tokenizer.pad_token_id, skip_log),
         processing_class=tokenizer,
