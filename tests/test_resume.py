@@ -72,6 +72,9 @@ def uninterrupted(tiny_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uninterrupted")
     proc = _train(tmp, _write_recipe(tiny_data, tmp, tmp / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("pre", "fine"):  # what a stage leaves for the user besides checkpoints
+        assert list((tmp / "run" / stage).rglob("events.out.tfevents.*")), "no TensorBoard events"
+        assert (tmp / "run" / stage / "loss.png").stat().st_size > 0
     return tmp / "run"
 
 

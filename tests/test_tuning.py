@@ -170,3 +170,29 @@ def test_lora_stage_saves_merged_checkpoint_and_adapter_and_exports(tiny_data, t
     assert delta.abs().max() > 0, "three steps moved the adapter"
     w_once = trained.get_parameter(f"{key}.weight")
     assert torch.allclose(again.get_parameter(f"{key}.weight") - w_once, delta, atol=1e-6)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tune": {"llm": "lora"}}, "error: stages.finetune.tune.llm: lora cannot be merged into weights that ZeRO-3 "
+                                "shards across devices; use training.deepspeed=zero2 (or full/partial tuning)"),
+    ({"tune": {"connectors": "full"}, "identity": True},
+     "error: stages.finetune.tune.connectors: full, but the connectors component has no parameters to train; "
+     "set it to frozen"),
+])
+def test_impossible_zero3_recipes_fail_before_training(tiny_data, tmp_path, change, message):
+    import os
+    import subprocess
+    import sys
+
+    raw = tiny_recipe(tiny_data, tmp_path / "run", tune=change["tune"])
+    if change.get("identity"):  # widths agree (32), so both connectors can be parameter-free
+        raw["model"]["connectors"] = {"image": {"name": "identity"}, "ecg": {"name": "identity"}}
+    raw["training"]["deepspeed"] = "zero3"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-m", "gemfactory.cli", "-q", "train", str(recipe)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == message
+    assert not list((tmp_path / "run").rglob("*.safetensors"))
