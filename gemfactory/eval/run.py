@@ -14,9 +14,14 @@ from .base import Scored
 
 def evaluate(loaded, task_name: str, data: str, image_folder: str | None = None,
              ecg_folder: str | None = None, limit: int | None = None, batch_size: int = 8,
-             progress=None) -> dict:
-    task = EVAL_TASKS.get(task_name)()
+             progress=None, seed: int = 0, options: dict | None = None) -> dict:
+    import torch
+
+    task = EVAL_TASKS.get(task_name)(**(options or {}))
     items = load_items(data)[:limit] if limit else load_items(data)
+    for item in items:  # a malformed item fails before any generation
+        task.check(item)
+    torch.manual_seed(seed)
     base = Path(data).parent
     image_folder = Path(image_folder) if image_folder else base / "images"
     ecg_folder = Path(ecg_folder) if ecg_folder else base / "ecg"
@@ -30,7 +35,8 @@ def evaluate(loaded, task_name: str, data: str, image_folder: str | None = None,
         for item, prompt, text in zip(chunk, prompts, outputs):
             parsed = task.parse(item, text)
             ref = task.reference(item)
-            s = Scored(str(item.get("id")), prompt.turns[-1].text, text, ref, parsed, parsed == ref)
+            s = Scored(str(item.get("id")), prompt.turns[-1].text, text, ref, parsed, parsed == ref,
+                       answer=_answer(item), scores=_probe(loaded, task, item, prompt))
             scored.append(s)
             by_kind.setdefault(item.get("task", task_name), []).append(s)
         if progress:
@@ -40,6 +46,21 @@ def evaluate(loaded, task_name: str, data: str, image_folder: str | None = None,
         metrics["by_kind"] = {k: task.score(v) for k, v in sorted(by_kind.items())}
     return {"task": task_name, "data": str(data), "metrics": metrics,
             "samples": [s.__dict__ for s in scored]}
+
+
+def _answer(item: dict) -> str:
+    turns = normalize_conversation(item.get("conversations", item.get("conversation")), item.get("id", "?"))
+    return turns[-1].text
+
+
+def _probe(loaded, task, item: dict, prompt: Prompt) -> dict:
+    questions = task.probes(item)
+    if not questions:
+        return {}
+    from .probe import yes_probability
+
+    return {label: yes_probability(loaded, Prompt.ask(q, ecg=prompt.ecg, image=prompt.image))
+            for label, q in sorted(questions.items())}
 
 
 def _prompt(item: dict, image_folder: Path, ecg_folder: Path) -> Prompt:
