@@ -11,10 +11,10 @@ import yaml
 
 from conftest import tiny_recipe
 
-# pre: 6 steps; fine: two epochs of the 54 tiny items in batches of 3 (36 steps); a resumable
-# checkpoint every 4 steps, the 2 newest kept
+# pre: 6 steps, LLM frozen; fine: LoRA on the LLM, two epochs of the 54 tiny items in batches of 3
+# (36 steps); a resumable checkpoint every 4 steps, the 2 newest kept
 STAGES = [{"name": "pre", "max_steps": 6, "batch_size": 3, "tune": {"llm": "frozen"}},
-          {"name": "fine", "epochs": 2, "batch_size": 3}]
+          {"name": "fine", "epochs": 2, "batch_size": 3, "tune": {"llm": "lora"}, "lora": {"r": 4}}]
 
 # runs `gemfactory train`, SIGKILLing itself when the named point is reached at the given step
 DRIVER = textwrap.dedent("""
@@ -113,6 +113,7 @@ def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path, uninterru
     from gemfactory.infer.load import load_pretrained_model
 
     assert load_pretrained_model(run).path == str(run / "fine" / "model")
+    assert (run / "fine" / "model" / "adapter" / "adapter_config.json").is_file()
 
 
 def test_resume_refuses_a_changed_recipe(tiny_data, tmp_path):
