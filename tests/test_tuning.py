@@ -178,8 +178,15 @@ def test_lora_stage_saves_merged_checkpoint_and_adapter_and_exports(tiny_data, t
     ({"tune": {"connectors": "full"}, "identity": True},
      "error: stages.finetune.tune.connectors: full, but the connectors component has no parameters to train; "
      "set it to frozen"),
+    ({"tune": {}, "deepspeed": "zero3_offload"},
+     "error: training.deepspeed: zero3_offload offloads offload_param and offload_optimizer from the GPU, but no "
+     "CUDA GPU is visible here; use zero2 or zero3 on a CPU-only machine"),
 ])
 def test_impossible_zero3_recipes_fail_before_training(tiny_data, tmp_path, change, message):
+    import torch
+
+    if torch.cuda.is_available() and "deepspeed" in change:
+        pytest.skip("a GPU is visible: offloading is possible here")
     import os
     import subprocess
     import sys
@@ -187,7 +194,7 @@ def test_impossible_zero3_recipes_fail_before_training(tiny_data, tmp_path, chan
     raw = tiny_recipe(tiny_data, tmp_path / "run", tune=change["tune"])
     if change.get("identity"):  # widths agree (32), so both connectors can be parameter-free
         raw["model"]["connectors"] = {"image": {"name": "identity"}, "ecg": {"name": "identity"}}
-    raw["training"]["deepspeed"] = "zero3"
+    raw["training"]["deepspeed"] = change.get("deepspeed", "zero3")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
