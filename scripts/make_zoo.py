@@ -1,6 +1,6 @@
 """Train a few tiny combinations on the synthetic task, evaluate each, and publish the zoo table.
 
-    python scripts/make_zoo.py            # ~10 minutes on 2 CPU cores
+    python scripts/make_zoo.py            # ~12 minutes on 2 quiet CPU cores
     python scripts/make_zoo.py --quick    # a smoke run: fewer samples and steps (numbers mean little)
 
 Writes OUT/{data,runs,records}, docs/zoo.md, docs/zoo.png and the table between the
@@ -23,7 +23,7 @@ COMBOS = {
     "tiny-gem-resnet1d": ["model.ecg.name=resnet1d", "model.ecg.arch={widths: [32, 64], blocks: [1, 1]}"],
     "tiny-gem-ecg_image": ["model.ecg.name=ecg_image", "model.ecg.arch={tiny: true}"],
 }
-SETTINGS = {"full": {"n_train": 480, "n_test": 60, "steps": ["stages.finetune.epochs=1"]},
+SETTINGS = {"full": {"n_train": 1200, "n_test": 100, "steps": ["stages.finetune.epochs=2"]},
             "quick": {"n_train": 96, "n_test": 24, "steps": ["stages.finetune.max_steps=4"]}}
 
 
@@ -66,7 +66,7 @@ def main() -> int:
     if args.no_publish:
         return 0
     note = (f"Tiny models trained on CPU by `python scripts/make_zoo.py{' --quick' if args.quick else ''}` "
-            f"({cfg['n_train']} synthetic training samples, {' '.join(cfg['steps'])}; "
+            f"({cfg['n_train']} synthetic training records, {' '.join(cfg['steps'])}; "
             f"eval on {cfg['n_test']} held-out records, {time.time() - t0:.0f} s in all). "
             f"Best per column in bold.\n\n")
     plot(recs, ROOT / "docs" / "zoo.png")
