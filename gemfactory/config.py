@@ -91,6 +91,13 @@ class DataConfig:
     # prompt drawn on it (seeded from the sample id)
     random_visual_prompts: float = 0.0
     num_workers: int = 0
+    # padding-free training: each batch's samples are packed into rows of at most pack_tokens
+    # tokens (default: max_length); attention and positions restart at every sample
+    packing: bool = False
+    pack_tokens: Optional[int] = None
+    # training order: none (shuffled), length (similar lengths together) or modality_length
+    # (text / ECG / image / both grouped first, then by length); deterministic for seed + epoch
+    group_by: Literal["none", "length", "modality_length"] = "none"
 
 
 @dataclass
@@ -439,6 +446,9 @@ def _check_recipe(r: Recipe) -> None:
         raise ConfigError(f"{src}: model.connectors.ecg: required when model.ecg is set")
     if not 0 <= r.data.max_bad_fraction <= 1:
         raise ConfigError(f"{src}: data.max_bad_fraction: must be within [0, 1]")
+    if r.data.pack_tokens is not None and (not r.data.packing or r.data.pack_tokens < 1):
+        raise ConfigError(f"{src}: data.pack_tokens: needs data.packing: true and a value >= 1, "
+                          f"got {r.data.pack_tokens}")
     if not 0 <= r.data.random_visual_prompts <= 1:
         raise ConfigError(f"{src}: data.random_visual_prompts: must be within [0, 1], "
                           f"got {r.data.random_visual_prompts}")

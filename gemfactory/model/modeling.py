@@ -165,6 +165,8 @@ class GemForCausalLM(GemPreTrainedModel):
     ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, pixel_values, ecg, image_sizes)
+        if attention_mask is None and position_ids is not None and past_key_values is None and use_cache is None:
+            use_cache = False  # packed rows (data/packing.py): transformers finds sample bounds only without a cache
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

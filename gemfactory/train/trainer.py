@@ -12,6 +12,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..config import Recipe, StageConfig
 from ..data.dataset import Collator, GemDataset, SkipLog
+from ..data.packing import REAL_TOKENS, PackingCollator
+from ..data.sampler import GroupedSampler, item_lengths, item_modality
 from ..data.processor import Processor
 from ..errors import ConfigError, DataError
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
@@ -28,15 +30,27 @@ DEEPSPEED_DIR = Path(__file__).with_name("deepspeed")
 class GemTrainer(AtomicCheckpoints, Trainer):
     """HF Trainer with per-component learning rates and checkpoints that are complete or absent."""
 
-    def __init__(self, *args, lr_per_component: dict[str, float] | None = None, **kwargs):
+    def __init__(self, *args, lr_per_component: dict[str, float] | None = None,
+                 group_lengths: list[int] | None = None, group_modalities: list[str] | None = None, **kwargs):
         self.lr_per_component = lr_per_component or {}
+        # data.group_by: lengths (and modalities) of the training samples for GroupedSampler
+        self.group_lengths, self.group_modalities = group_lengths, group_modalities
         self.real_tokens = 0  # non-pad tokens trained on (throughput reporting)
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, *args, **kwargs):
-        if model.training and "attention_mask" in inputs:
+        packed_real = inputs.pop(REAL_TOKENS, None)  # packed rows (data.packing) carry their count
+        if model.training and packed_real is not None:
+            self.real_tokens += int(packed_real)
+        elif model.training and "attention_mask" in inputs:
             self.real_tokens += int(inputs["attention_mask"].sum())
         return super().compute_loss(model, inputs, *args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.group_lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        return GroupedSampler(self.group_lengths, self.group_modalities, self.args.per_device_train_batch_size,
+                              self.args.world_size, self.args.data_seed or self.args.seed)
 
     def create_optimizer(self, model=None):
         if self.optimizer is not None:
@@ -70,6 +84,15 @@ class SkipGuard(TrainerCallback):
                 f"{len(self.skip_log.skipped)} of {self.size} samples ({fraction:.1%}) were unusable, over "
                 f"data.max_bad_fraction={self.max_fraction}; first: {first[0]}: {first[1]}"
             )
+
+
+def grouping(group_by: str, dataset: GemDataset, tokenizer, processor: Processor) -> dict:
+    """GemTrainer's grouping arguments for ``data.group_by``."""
+    if group_by == "none":
+        return {}
+    lengths = item_lengths(dataset.items, tokenizer, processor.modality_tokens)
+    modalities = [item_modality(item) for item in dataset.items] if group_by == "modality_length" else None
+    return {"group_lengths": lengths, "group_modalities": modalities}
 
 
 def deepspeed_config(name: str | None) -> dict | None:
@@ -147,6 +170,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     finished and continue the current one from its latest complete checkpoint."""
     prepare_distributed_env(bool(recipe.training.deepspeed))
     ds = deepspeed_config(recipe.training.deepspeed)  # fail early on a bad name
+    check_offload(ds, recipe.training.deepspeed)
     check_tuning(recipe, zero_stage(ds))  # e.g. qlora without bitsandbytes: before anything is built
     torch.manual_seed(recipe.training.seed)
     run_dir = Path(recipe.training.output_dir)
@@ -177,6 +201,17 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     for stage in recipe.stages[done:]:
         final = run_stage(recipe, stage, model, tokenizer, template, run_dir, resume)
     return final
+
+
+def check_offload(ds: dict | None, name: str | None) -> None:
+    """Offloading moves weights / optimizer state from GPU to CPU memory: meaningless (and not
+    supported by DeepSpeed's CPU accelerator) where no GPU is visible."""
+    zero = (ds or {}).get("zero_optimization", {})
+    offloaded = [k for k in ("offload_param", "offload_optimizer")
+                 if zero.get(k, {}).get("device", "none") not in ("none", None)]
+    if offloaded and not torch.cuda.is_available():
+        raise ConfigError(f"training.deepspeed: {name} offloads {' and '.join(offloaded)} from the GPU, but no "
+                          "CUDA GPU is visible here; use zero2 or zero3 on a CPU-only machine")
 
 
 def zero_stage(ds: dict | None) -> int | None:
@@ -223,9 +258,11 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         model=model,
         args=training_arguments(recipe, stage, stage_dir, unused_parameters=tunes.get("vision", "frozen") != "frozen"),
         train_dataset=dataset,
-        data_collator=Collator(tokenizer.pad_token_id, skip_log),
+        data_collator=(PackingCollator(tokenizer.pad_token_id, recipe.data.pack_tokens or processor.max_length,
+                                       skip_log) if recipe.data.packing else Collator(tokenizer.pad_token_id, skip_log)),
         processing_class=tokenizer,
         lr_per_component=stage.lr_per_component,
+        **grouping(recipe.data.group_by, dataset, tokenizer, processor),
         callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction),
                    StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens)],
     )

@@ -1,0 +1,226 @@
+"""Training-side throughput, side by side in one run; prints ``name: value`` lines.
+
+- ``packing_real_tokens_speedup``: real (non-pad) tokens/s of one epoch trained with
+  ``data.packing`` + ``data.group_by: modality_length`` over naive padded random batches, same
+  tiny model, same samples (a mixed text / ECG / image set whose replies have a long-tailed length
+  spread); also the share of computed tokens that are real under each.
+- ``gem_vs_llava_fwd_bwd``: transformers' LlavaForConditionalGeneration fwd+bwd time over
+  GemForCausalLM's, same tiny CLIP + Llama sizes, same image+text batch (> 1: Gem is faster).
+- ``ecg_records_per_s_1core``: WFDB records read and resampled per second on one thread.
+- ``cli_help_s`` / ``cli_list_s``: wall time of ``gemfactory --help`` and ``gemfactory list``.
+
+Usage: python scripts/bench_train.py [--samples 96] [--batch 8] [--repeat 2] [--pack-tokens 512]
+                                    [--only packing llava ecg cli]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MODEL = {
+    "llm": {"name": "vicuna", "tokenizer_vocab_size": 400,
+            "arch": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 2}},
+    "vision": {"name": "clip", "arch": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                        "num_attention_heads": 2, "image_size": 32, "patch_size": 16}},
+    "ecg": {"name": "vit1d", "arch": {"tiny": True, "width": 32, "layers": 1, "heads": 2}},
+    "connectors": {"image": {"name": "mlp2x_gelu"}, "ecg": {"name": "linear"}},
+    "template": "vicuna_v1",
+}
+
+
+def long_tailed(data: Path, n: int, seed: int = 0) -> Path:
+    """The synthetic items with replies repeated a Pareto-distributed number of times."""
+    rng = random.Random(seed)
+    items = json.loads((data / "train.json").read_text())
+    out = []
+    for k in range(n):
+        item = copy.deepcopy(items[k % len(items)])
+        item["id"] = f"{item['id']}_{k}"
+        reply = item["conversations"][-1]
+        reply["value"] = " ".join([reply["value"]] * min(int(rng.paretovariate(1.2)), 12))
+        out.append(item)
+    path = data / "long_tailed.json"
+    path.write_text(json.dumps(out))
+    return path
+
+
+def build(data: Path, train: Path, max_length: int, model_cfg: dict = MODEL):
+    import torch
+
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.data.dataset import GemDataset
+    from gemfactory.data.processor import Processor
+    from gemfactory.model.builder import build_model, build_tokenizer, tokenizer_texts
+    from gemfactory.registry import TEMPLATES
+
+    torch.manual_seed(0)
+    recipe = recipe_from_dict({"model": copy.deepcopy(model_cfg), "data": {
+        "train": str(train), "image_folder": str(data / "images"), "ecg_folder": str(data / "ecg"),
+        "max_length": max_length}})
+    template = TEMPLATES.get("vicuna_v1")()
+    tok = build_tokenizer(recipe.model, tokenizer_texts(recipe, template))
+    model = build_model(recipe.model, tok).float()
+    proc = Processor.from_model(model, tok, template, max_length)
+    ds = GemDataset(train, proc, recipe.data.image_folder, recipe.data.ecg_folder)
+    return model, tok, proc, ds
+
+
+def train_epoch(model, batches) -> tuple[float, int, int]:
+    """Seconds for fwd+bwd+step over the batches; real tokens; computed tokens."""
+    import torch
+
+    from gemfactory.data.packing import REAL_TOKENS
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    real = computed = 0
+    start = time.perf_counter()
+    for batch in batches:
+        batch = dict(batch)
+        n_real = batch.pop(REAL_TOKENS, None)
+        real += int(n_real) if n_real is not None else int(batch["attention_mask"].sum())
+        computed += batch["input_ids"].numel()
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - start, real, computed
+
+
+def bench_packing(data: Path, n: int, batch_size: int, repeat: int, pack_tokens: int) -> None:
+    import torch
+
+    from gemfactory.data.dataset import Collator
+    from gemfactory.data.packing import PackingCollator
+    from gemfactory.data.sampler import GroupedSampler, item_lengths, item_modality
+
+    train = long_tailed(data, n)
+    model, tok, proc, ds = build(data, train, max_length=1024)
+    feats = [ds[i] for i in range(len(ds))]  # loading is not what is measured here
+    lengths = [len(f["input_ids"]) for f in feats]
+    print(f"# {n} samples, tokens per sample: min {min(lengths)}, median {sorted(lengths)[n // 2]}, "
+          f"max {max(lengths)}")
+    order = list(range(n))
+    random.Random(0).shuffle(order)
+    naive = [Collator(tok.pad_token_id)([feats[i] for i in order[b:b + batch_size]])
+             for b in range(0, n, batch_size)]
+    sampler = GroupedSampler(item_lengths(ds.items, tok, proc.modality_tokens),
+                             [item_modality(i) for i in ds.items], batch_size, seed=0)
+    grouped = sampler.order(0)
+    packer = PackingCollator(tok.pad_token_id, pack_tokens)
+    packed = [packer([feats[i] for i in grouped[b:b + batch_size]]) for b in range(0, n, batch_size)]
+    init = copy.deepcopy(model.state_dict())
+    best = {}
+    for _ in range(repeat):  # interleaved, best of `repeat`
+        for name, batches in (("padded", naive), ("packed", packed)):
+            model.load_state_dict(init)
+            secs, real, computed = train_epoch(model, batches)
+            if name not in best or secs < best[name][0]:
+                best[name] = (secs, real, computed)
+    for name, (secs, real, computed) in best.items():
+        print(f"{name}_real_tokens_per_s: {real / secs:.0f}")
+        print(f"{name}_real_token_share: {real / computed:.3f}")
+    speed = {k: v[1] / v[0] for k, v in best.items()}
+    print(f"packing_real_tokens_speedup: {speed['packed'] / speed['padded']:.2f}x")
+
+
+def bench_llava(data: Path, batch_size: int, repeat: int) -> None:
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    arch_llm, arch_vis = MODEL["llm"]["arch"], MODEL["vision"]["arch"]
+    model_cfg = copy.deepcopy(MODEL)
+    model_cfg.pop("ecg")
+    model_cfg["connectors"].pop("ecg")
+    gem = build(data, data / "train.json", 256, model_cfg)[0]
+    n_img = gem.modality_tokens()["image"]
+    image_id = gem.config.image_token_id
+    torch.manual_seed(0)
+    llava = LlavaForConditionalGeneration(LlavaConfig(
+        vision_config=CLIPVisionConfig(**arch_vis), image_token_id=image_id, projector_hidden_act="gelu",
+        text_config=LlamaConfig(vocab_size=gem.config.text_config.vocab_size, **arch_llm),
+        vision_feature_layer=-2, vision_feature_select_strategy="default"))
+    seq = 128
+    ids = torch.randint(3, 300, (batch_size, seq))
+    specials = {image_id, gem.config.ecg_token_id}
+    plain = next(t for t in range(3, 300) if t not in specials)
+    for special in specials:
+        ids[ids == special] = plain
+    ids[:, 1:1 + n_img] = image_id
+    pixels = torch.randn(batch_size, 3, arch_vis["image_size"], arch_vis["image_size"])
+    times = {}
+    for _ in range(repeat):
+        for name, model in (("gem", gem), ("llava", llava)):
+            model.eval()  # no dropout in either; GemForCausalLM then skips its idle-tower pass
+            start = time.perf_counter()
+            for _ in range(5):
+                model(input_ids=ids, pixel_values=pixels, labels=ids, attention_mask=torch.ones_like(ids)
+                      ).loss.backward()
+            times[name] = min(times.get(name, 1e9), time.perf_counter() - start)
+    print(f"gem_fwd_bwd_s: {times['gem'] / 5:.4f}")
+    print(f"llava_fwd_bwd_s: {times['llava'] / 5:.4f}")
+    print(f"gem_vs_llava_fwd_bwd: {times['llava'] / times['gem']:.2f}x")
+
+
+def bench_ecg(data: Path, proc_records: int = 40) -> None:
+    import torch
+
+    from gemfactory.data.ecg_io import read_ecg
+    from gemfactory.ecg.spec import SignalSpec
+
+    torch.set_num_threads(1)
+    spec = SignalSpec()
+    records = sorted({p.with_suffix("") for p in (data / "ecg").glob("*.hea")})[:proc_records]
+    start = time.perf_counter()
+    for r in records:
+        read_ecg(r, spec)
+    print(f"ecg_records_per_s_1core: {len(records) / (time.perf_counter() - start):.1f}")
+
+
+def bench_cli() -> None:
+    exe = [sys.executable, "-m", "gemfactory.cli"]
+    for name, args in (("help", ["--help"]), ("list", ["list"])):
+        best = 1e9
+        for _ in range(3):
+            start = time.perf_counter()
+            subprocess.run(exe + args, check=True, capture_output=True)
+            best = min(best, time.perf_counter() - start)
+        print(f"cli_{name}_s: {best:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=96)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--pack-tokens", type=int, default=512, help="data.pack_tokens of the packed run")
+    ap.add_argument("--only", choices=["packing", "llava", "ecg", "cli"], nargs="*")
+    args = ap.parse_args()
+    only = set(args.only or ["packing", "llava", "ecg", "cli"])
+    from gemfactory.data.synth import synthesize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        synthesize(data, n_train=48, n_test=4, seed=0)
+        if "packing" in only:
+            bench_packing(data, args.samples, args.batch, args.repeat, args.pack_tokens)
+        if "llava" in only:
+            bench_llava(data, args.batch, args.repeat)
+        if "ecg" in only:
+            bench_ecg(data)
+        if "cli" in only:
+            bench_cli()
+
+
+if __name__ == "__main__":
+    main()
