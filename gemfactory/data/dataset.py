@@ -106,6 +106,18 @@ class Collator:
         self.padding_side = padding_side
 
     def __call__(self, features: list[dict]) -> dict:
+        good = self._usable(features)
+        batch = {
+            "input_ids": self._pad([f["input_ids"] for f in good], self.pad_token_id),
+            "attention_mask": self._pad([torch.ones_like(f["input_ids"]) for f in good], 0),
+        }
+        if all("labels" in f for f in good):
+            batch["labels"] = self._pad([f["labels"] for f in good], IGNORE_INDEX)
+        batch.update(self._modality_inputs(good))
+        return batch
+
+    def _usable(self, features: list[dict]) -> list[dict]:
+        """The samples that loaded; the others are counted and logged by id."""
         self.skip_log.seen += len(features)
         good = []
         for f in features:
@@ -117,20 +129,19 @@ class Collator:
             raise DataError(
                 f"a whole batch of {len(features)} samples was unusable; first: {features[0]['skip']}"
             )
-        batch = {
-            "input_ids": self._pad([f["input_ids"] for f in good], self.pad_token_id),
-            "attention_mask": self._pad([torch.ones_like(f["input_ids"]) for f in good], 0),
-        }
-        if all("labels" in f for f in good):
-            batch["labels"] = self._pad([f["labels"] for f in good], IGNORE_INDEX)
-        images = [f for f in good if "pixel_values" in f]
+        return good
+
+    @staticmethod
+    def _modality_inputs(samples: list[dict]) -> dict:
+        out = {}
+        images = [f for f in samples if "pixel_values" in f]
         if images:  # views of all images, in order; image_sizes lets the model regroup them
-            batch["pixel_values"] = torch.cat([f["pixel_values"] for f in images])
-            batch["image_sizes"] = torch.stack([f["image_size"] for f in images])
-        ecgs = [f["ecg"] for f in good if "ecg" in f]
+            out["pixel_values"] = torch.cat([f["pixel_values"] for f in images])
+            out["image_sizes"] = torch.stack([f["image_size"] for f in images])
+        ecgs = [f["ecg"] for f in samples if "ecg" in f]
         if ecgs:
-            batch["ecg"] = torch.stack(ecgs)
-        return batch
+            out["ecg"] = torch.stack(ecgs)
+        return out
 
     def _pad(self, seqs: list[torch.Tensor], value: int) -> torch.Tensor:
         longest = max(len(s) for s in seqs)

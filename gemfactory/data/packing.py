@@ -84,31 +84,3 @@ class PackingCollator(Collator):
             batch["labels"] = labels
         batch.update(self._modality_inputs(order))
         return batch
-
-    def _usable(self, features: list[dict]) -> list[dict]:
-        self.skip_log.seen += len(features)
-        good = []
-        for f in features:
-            if "skip" in f:
-                self.skip_log.add(f["id"], f["skip"])
-            else:
-                good.append(f)
-        if not good:
-            from ..errors import DataError
-
-            raise DataError(
-                f"a whole batch of {len(features)} samples was unusable; first: {features[0]['skip']}"
-            )
-        return good
-
-    @staticmethod
-    def _modality_inputs(order: list[dict]) -> dict:
-        out = {}
-        images = [f for f in order if "pixel_values" in f]
-        if images:
-            out["pixel_values"] = torch.cat([f["pixel_values"] for f in images])
-            out["image_sizes"] = torch.stack([f["image_size"] for f in images])
-        ecgs = [f["ecg"] for f in order if "ecg" in f]
-        if ecgs:
-            out["ecg"] = torch.stack(ecgs)
-        return out
