@@ -74,9 +74,13 @@ def _header(record: str):
     if not os.path.isfile(record + ".hea"):
         raise ECGError(f"ECG record not found: {record}.hea (expected a WFDB header next to .dat/.mat)")
     try:
-        return wfdb.rdheader(record)
+        h = wfdb.rdheader(record)
     except Exception as e:  # wfdb raises assorted errors for malformed headers
         raise ECGError(f"ECG record {record}: cannot parse header {record}.hea ({e})") from None
+    if not (h.fs is not None and math.isfinite(float(h.fs)) and float(h.fs) > 0):
+        raise ECGError(f"ECG record {record}: sampling frequency {h.fs!r} in {record}.hea; expected a "
+                       f"positive number of Hz")
+    return h
 
 
 def inspect_record(record_path) -> dict:

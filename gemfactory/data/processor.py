@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..ecg.spec import SignalSpec
-from ..errors import DataError
+from ..errors import DataError, ECGError
 from ..template.base import (
     ECG_TOKEN, IGNORE_INDEX, IMAGE_TOKEN, ChatTemplate, Turn, normalize_conversation,
 )
@@ -61,6 +61,8 @@ class Processor:
                         f"image {p}: {img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS}"
                     )
                 return img.convert("RGB")
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"image {p}: over the limit of {MAX_IMAGE_PIXELS} pixels ({exc})") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"image {p}: not a readable image ({type(exc).__name__}: {exc})") from None
 
@@ -179,7 +181,7 @@ class Processor:
                 inputs = {}
             if ecg:
                 inputs["ecg"] = self.load_ecg(Path(ecg_folder) / ecg)
-        except DataError as exc:
+        except (DataError, ECGError) as exc:  # a DataError, so on_bad_sample=skip skips unreadable records too
             raise DataError(f"sample {item_id}: {exc}") from None
         feats = self.encode(turns, has_image=bool(image), has_ecg=bool(ecg), item_id=item_id,
                             image_size=inputs.get("image_size"))

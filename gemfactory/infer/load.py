@@ -11,6 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 
 import torch
+from safetensors import SafetensorError
 
 from ..data.processor import Processor
 from ..ecg.spec import SignalSpec
@@ -115,7 +116,7 @@ def load_pretrained_model(path, device="cpu", dtype="float32",
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except GemError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing, malformed or truncated files
         raise CheckpointError(f"cannot load checkpoint {folder}: {type(exc).__name__}: {exc}") from None
     finally:
         hf_logging.enable_progress_bar()

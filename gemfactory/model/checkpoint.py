@@ -43,7 +43,11 @@ def publish(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)  # the previous folder goes back under its name
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)

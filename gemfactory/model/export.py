@@ -57,8 +57,13 @@ def export_checkpoint(checkpoint, out, merge: bool = False, adapter=None) -> tup
         raise ConfigError(f"export: {adapter_dir} holds an adapter not merged into the weights yet; "
                           "pass --merge to fold it in")
 
-    model = AutoModelForCausalLM.from_pretrained(src)
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    from safetensors import SafetensorError
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src)
+        tokenizer = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing, malformed or truncated files
+        raise CheckpointError(f"cannot load checkpoint {src}: {type(exc).__name__}: {exc}") from None
     if merge and (explicit or merged is False):
         load_adapter(model, adapter_dir)
         note = f"adapter {adapter_dir} merged into the weights"

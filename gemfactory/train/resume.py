@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..model.checkpoint import point_latest, publish, read_pointer
 
 CHECKPOINT_POINTER = "latest-checkpoint"
@@ -37,18 +37,29 @@ class AtomicCheckpoints:
             shutil.rmtree(staging, ignore_errors=True)  # left behind by a save that was killed
         self.accelerator.wait_for_everyone()
         self._staging = staging
+        name = f"checkpoint-{self.state.global_step}"
         try:
             super()._save_checkpoint(model, trial)  # every rank writes its optimizer shard there
+        except OSError as exc:  # disk full, quota...: the previous checkpoint and the pointer stay as they were
+            raise _save_failed(stage_dir / name, staging, exc) from None
         finally:
             self._staging = None
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            name = f"checkpoint-{self.state.global_step}"
-            publish(staging / name, stage_dir / name)
-            point_latest(stage_dir, stage_dir / name, CHECKPOINT_POINTER)
+            try:
+                publish(staging / name, stage_dir / name)
+                point_latest(stage_dir, stage_dir / name, CHECKPOINT_POINTER)
+            except OSError as exc:
+                raise _save_failed(stage_dir / name, staging, exc) from None
             keep_newest(stage_dir, self.args.save_total_limit)
             shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
+
+
+def _save_failed(target: Path, staging: Path, exc: OSError) -> CheckpointError:
+    shutil.rmtree(staging, ignore_errors=True)
+    return CheckpointError(f"could not save checkpoint {target}: {exc.strerror or exc}; the previous "
+                           f"checkpoint and {CHECKPOINT_POINTER} are kept")
 
 
 def checkpoints(stage_dir: Path) -> list[Path]:
