@@ -177,7 +177,7 @@ def test_lora_stage_saves_merged_checkpoint_and_adapter_and_exports(tiny_data, t
                                 "shards across devices; use training.deepspeed=zero2 (or full/partial tuning)"),
     ({"tune": {"connectors": "full"}, "identity": True},
      "error: stages.finetune.tune.connectors: full, but the connectors component has no parameters to train; "
-     "set it to frozen"),
+     "ZeRO-3 has nothing to shard there: set it to frozen"),
     ({"tune": {}, "deepspeed": "zero3_offload"},
      "error: training.deepspeed: zero3_offload offloads offload_param and offload_optimizer from the GPU, but no "
      "CUDA GPU is visible here; use zero2 or zero3 on a CPU-only machine"),

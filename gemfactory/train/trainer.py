@@ -236,7 +236,7 @@ def _world_size() -> int:
 
 def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, run_dir: Path,
               resume: bool = False) -> Path:
-    tunes = apply_tuning(model, stage)
+    tunes = apply_tuning(model, stage, zero_stage(deepspeed_config(recipe.training.deepspeed)))
     counts = parameter_counts(model)
     log.info("stage %s: %s", stage.name, ", ".join(
         f"{k} {tunes[k]} ({v[0]:,}/{v[1]:,} trainable)" for k, v in counts.items()))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from torch import nn
 
 from ..config import StageConfig, _check_lora, _check_partial
 from ..errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TUNE = {"llm": "full", "vision": "frozen", "ecg": "full", "connectors": "full"}
 PREFIX = {"llm": "language_model", "vision": "vision_tower", "ecg": "ecg_encoder", "connectors": "connectors"}
@@ -73,8 +76,10 @@ def _check_qlora(where: str, comp: str) -> None:
         raise ConfigError(f"{where}: qlora is for the llm only; use lora for towers, encoders and connectors")
 
 
-def apply_tuning(model, stage: StageConfig) -> dict[str, str]:
-    """Set requires_grad per component (injecting LoRA where asked); return each component's tune type."""
+def apply_tuning(model, stage: StageConfig, zero_stage: int | None = None) -> dict[str, str]:
+    """Set requires_grad per component (injecting LoRA where asked); return each component's tune type.
+    A component asked to train that has no parameters (identity connectors) is an error under ZeRO-3,
+    which has nothing to shard there, and a warning otherwise."""
     _check_lora("stage config", stage)  # recipes were checked on load; StageConfig built in code too
     _check_partial("stage config", stage)
     if lora_layers(model):
@@ -89,8 +94,11 @@ def apply_tuning(model, stage: StageConfig) -> dict[str, str]:
         if tune == "qlora":
             _check_qlora(f"stages.{stage.name}.tune.{name}", name)
         if name in stage.tune and tune != "frozen" and not any(True for _ in parts[name].parameters()):
-            raise ConfigError(f"stages.{stage.name}.tune.{name}: {tune}, but the {name} component has no "
-                              "parameters to train; set it to frozen")
+            message = (f"stages.{stage.name}.tune.{name}: {tune}, but the {name} component has no "
+                       "parameters to train")
+            if zero_stage == 3:
+                raise ConfigError(f"{message}; ZeRO-3 has nothing to shard there: set it to frozen")
+            log.warning("%s; it stays as it is", message)
     for name, module in parts.items():
         module.requires_grad_(resolved[name] == "full")
     for name, tune in resolved.items():
