@@ -29,6 +29,15 @@ class ECGEncoder(nn.Module):
     @classmethod
     def resolve(cls, arch: dict, signal: dict) -> tuple[dict, SignalSpec]:
         """Full architecture dict and signal spec for recipe overrides (``tiny: true`` picks the twin)."""
+        arch, base = cls.split_arch(arch)
+        merged = {**cls.default_arch, **base, **arch}
+        spec = SignalSpec.from_dict({**cls.default_signal, **base.get("_signal", {}), **signal})
+        merged.pop("_signal", None)
+        return merged, spec
+
+    @classmethod
+    def split_arch(cls, arch: dict) -> tuple[dict, dict]:
+        """(the recipe's arch without ``tiny``, the defaults it goes over: tiny twin or full size)."""
         arch = dict(arch)
         base = cls.tiny_arch if arch.pop("tiny", False) else cls.default_arch
         unknown = set(arch) - set(cls.default_arch)
@@ -37,32 +46,32 @@ class ECGEncoder(nn.Module):
                 f"model.ecg.arch: unknown keys {sorted(unknown)} for {cls.__name__}; "
                 f"expected some of {sorted(cls.default_arch)}"
             )
-        merged = {**cls.default_arch, **base, **arch}
-        spec = SignalSpec.from_dict({**cls.default_signal, **base.get("_signal", {}), **signal})
-        merged.pop("_signal", None)
-        return merged, spec
+        return arch, base
 
     def load_pretrained(self, path: str) -> None:
         from ..model.weights import load_state_file
 
         state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
-        own = self.state_dict()
-        state = {k: v for k, v in state.items() if k in own}  # other weights of the file are ignored
-        wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here"
-                 for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if wrong:
-            raise ConfigError(
-                f"model.ecg.path: {path} does not fit model.ecg.arch / model.ecg.signal: {len(wrong)} "
-                f"tensors differ in shape, e.g. {wrong[:3]}"
-            )
-        missing, _ = self.load_state_dict(state, strict=False)
-        if missing:
-            raise ConfigError(
-                f"model.ecg.path: {path} lacks weights for {len(missing)} parameters, e.g. {missing[:3]}"
-            )
+        load_checked(self, state, path, "model.ecg.arch / model.ecg.signal", "")
 
     def map_pretrained_names(self, state: dict) -> dict:
         return state
 
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+def load_checked(module: nn.Module, state: dict, path: str, fits: str, whose: str) -> None:
+    """Load ``state`` (from ``model.ecg.path``) into ``module``: tensors the module lacks are ignored;
+    a shape that differs or a weight the file lacks is a one-line ConfigError."""
+    own = module.state_dict()
+    state = {k: v for k, v in state.items() if k in own}
+    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here"
+             for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ConfigError(f"model.ecg.path: {path} does not fit {fits}: {len(wrong)} tensors differ in shape, "
+                          f"e.g. {wrong[:3]}")
+    missing, _ = module.load_state_dict(state, strict=False)
+    if missing:
+        raise ConfigError(f"model.ecg.path: {path} lacks weights for {len(missing)} parameters{whose}, "
+                          f"e.g. {missing[:3]}")

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import ConfigError, ECGError, GemError
 from ..registry import ECG_ENCODERS, VISION_TOWERS
-from .base import ECGEncoder
+from .base import ECGEncoder, load_checked
 from .spec import SignalSpec
 
 #: Full-size default tower: CLIP ViT-B/16 at 224 px (weights come from ``model.ecg.path``).
@@ -101,14 +101,7 @@ class ECGImageEncoder(ECGEncoder):
         ``path``: an HF folder whose config the tower reads (as ``model.vision.path`` would);
         a weight file, or None, leaves the architecture to ``tower_arch``.
         """
-        arch = dict(arch)
-        base = cls.tiny_arch if arch.pop("tiny", False) else cls.default_arch
-        unknown = set(arch) - set(cls.default_arch)
-        if unknown:
-            raise ConfigError(
-                f"model.ecg.arch: unknown keys {sorted(unknown)} for {cls.__name__}; "
-                f"expected some of {sorted(cls.default_arch)}"
-            )
+        arch, base = cls.split_arch(arch)
         for key in ("tower_arch", "tower_options"):
             if not isinstance(arch.get(key, {}), dict):
                 raise ConfigError(f"model.ecg.arch.{key}: {arch[key]!r} must be a mapping")
@@ -189,20 +182,7 @@ class ECGImageEncoder(ECGEncoder):
         from ..model.weights import load_state_file
 
         state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
-        own = self.tower.state_dict()
-        wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here"
-                 for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if wrong:
-            raise ConfigError(
-                f"model.ecg.path: {path} does not fit model.ecg.arch.tower_arch: {len(wrong)} tensors "
-                f"differ in shape, e.g. {wrong[:3]}"
-            )
-        missing, _ = self.tower.load_state_dict(state, strict=False)
-        if missing:
-            raise ConfigError(
-                f"model.ecg.path: {path} lacks weights for {len(missing)} parameters of the "
-                f"{self.arch['tower']!r} tower, e.g. {missing[:3]}"
-            )
+        load_checked(self.tower, state, path, "model.ecg.arch.tower_arch", f" of the {self.arch['tower']!r} tower")
 
     def map_pretrained_names(self, state: dict) -> dict:
         """File keys -> the tower's own state-dict keys; keys that match nothing are dropped."""

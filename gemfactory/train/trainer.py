@@ -236,7 +236,8 @@ def _world_size() -> int:
 
 def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, run_dir: Path,
               resume: bool = False) -> Path:
-    tunes = apply_tuning(model, stage, zero_stage(deepspeed_config(recipe.training.deepspeed)))
+    zero = zero_stage(deepspeed_config(recipe.training.deepspeed))
+    tunes = apply_tuning(model, stage, zero)
     counts = parameter_counts(model)
     log.info("stage %s: %s", stage.name, ", ".join(
         f"{k} {tunes[k]} ({v[0]:,}/{v[1]:,} trainable)" for k, v in counts.items()))
@@ -267,8 +268,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
                    StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens)],
     )
     if trainer.is_deepspeed_enabled:
-        stage_no = trainer.args.hf_deepspeed_config.config["zero_optimization"]["stage"]
-        log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, stage_no, trainer.args.world_size)
+        log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, zero, trainer.args.world_size)
     if checkpoint is not None:
         log.info("stage %s: resuming from %s", stage.name, checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -284,8 +284,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         log.info("stage %s: LoRA adapter merged into the weights; also saved in model/adapter", stage.name)
     extra = (lambda folder: adapter.save(folder / "adapter", merged=True)) if adapter is not None else None
     # ZeRO-3 holds a shard of each weight per rank: gather them (every rank takes part), rank 0 writes
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if zero_stage(
-        trainer.args.hf_deepspeed_config.config if trainer.is_deepspeed_enabled else None) == 3 else None
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if zero == 3 else None
     out = stage_dir / "model"
     if trainer.args.should_save:
         save_checkpoint(model, tokenizer, out, recipe.to_dict(), extra=extra, state_dict=state_dict)
