@@ -98,6 +98,10 @@ class DataConfig:
     # training order: none (shuffled), length (similar lengths together) or modality_length
     # (text / ECG / image / both grouped first, then by length); deterministic for seed + epoch
     group_by: Literal["none", "length", "modality_length"] = "none"
+    # a stage that keeps the vision tower / ECG encoder frozen computes each input's features once
+    # and reuses them from safetensors shards in feature_cache_dir (default <output_dir>/feature_cache)
+    feature_cache: bool = False
+    feature_cache_dir: Optional[str] = None
 
 
 @dataclass

@@ -172,6 +172,53 @@ def bench_llava(data: Path, batch_size: int, repeat: int) -> None:
     print(f"gem_vs_llava_fwd_bwd: {times['llava'] / times['gem']:.2f}x")
 
 
+def bench_cache(data: Path, batch_size: int, repeat: int) -> None:
+    """Stage 1 (LLM and towers frozen, connectors trained) with the towers' features from the
+    cache (filled by an earlier epoch) vs recomputing them every step; towers dominate here."""
+    import torch
+
+    from gemfactory.data.dataset import Collator
+    from gemfactory.model.feature_cache import attach_feature_caches, detach_feature_caches
+
+    model_cfg = copy.deepcopy(MODEL)
+    model_cfg["vision"]["arch"].update(hidden_size=384, intermediate_size=1536, num_hidden_layers=8,
+                                       num_attention_heads=6, image_size=64, patch_size=8)
+    model_cfg["ecg"]["arch"] = {"tiny": True, "width": 256, "layers": 6, "heads": 4}
+    model, tok, proc, ds = build(data, data / "train.json", 512, model_cfg)
+    model.requires_grad_(False)
+    model.connectors.requires_grad_(True)
+    feats = [ds[i] for i in range(len(ds))]
+    batches = [Collator(tok.pad_token_id)(feats[b:b + batch_size]) for b in range(0, len(feats), batch_size)]
+    init = copy.deepcopy(model.state_dict())
+    frozen = {"vision": "frozen", "ecg": "frozen"}
+    with tempfile.TemporaryDirectory() as folder:
+        model.load_state_dict(init)
+        attach_feature_caches(model, frozen, folder)
+        cold = train_epoch(model, batches)[0]  # computes and stores every feature
+        detach_feature_caches(model)
+        best = {}
+        for _ in range(repeat):
+            for name in ("recompute", "cached"):
+                model.load_state_dict(init)
+                if name == "cached":
+                    attach_feature_caches(model, frozen, folder)
+                secs = train_epoch(model, batches)[0]
+                detach_feature_caches(model)
+                best[name] = min(best.get(name, 1e9), secs)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            for key, tower in (("pixel_values", model.vision_tower), ("ecg", model.ecg_encoder)):
+                if batch.get(key) is not None:
+                    tower(batch[key])
+    steps = len(batches)
+    print(f"stage1_tower_share_of_step_time: {(time.perf_counter() - start) / best['recompute']:.2f}")
+    print(f"stage1_recompute_steps_per_s: {steps / best['recompute']:.2f}")
+    print(f"stage1_cached_steps_per_s: {steps / best['cached']:.2f}")
+    print(f"feature_cache_first_epoch_vs_recompute: {best['recompute'] / cold:.2f}x")
+    print(f"feature_cache_speedup: {best['recompute'] / best['cached']:.2f}x")
+
+
 def bench_ecg(data: Path, proc_records: int = 40) -> None:
     import torch
 
@@ -198,15 +245,18 @@ def bench_cli() -> None:
         print(f"cli_{name}_s: {best:.2f}")
 
 
+PARTS = ["packing", "llava", "cache", "ecg", "cli"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=96)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--pack-tokens", type=int, default=512, help="data.pack_tokens of the packed run")
-    ap.add_argument("--only", choices=["packing", "llava", "ecg", "cli"], nargs="*")
+    ap.add_argument("--only", choices=PARTS, nargs="*")
     args = ap.parse_args()
-    only = set(args.only or ["packing", "llava", "ecg", "cli"])
+    only = set(args.only or PARTS)
     from gemfactory.data.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,6 +266,8 @@ def main() -> None:
             bench_packing(data, args.samples, args.batch, args.repeat, args.pack_tokens)
         if "llava" in only:
             bench_llava(data, args.batch, args.repeat)
+        if "cache" in only:
+            bench_cache(data, args.batch, args.repeat)
         if "ecg" in only:
             bench_ecg(data)
         if "cli" in only:

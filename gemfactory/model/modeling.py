@@ -41,6 +41,7 @@ class GemForCausalLM(GemPreTrainedModel):
         self.vision_tower = None
         self.ecg_encoder = None
         self.connectors = nn.ModuleDict()
+        self.feature_caches: dict = {}  # modality -> FeatureCache while a stage keeps that tower frozen
         if config.vision:
             cls = VISION_TOWERS.get(config.vision["name"])
             self.vision_tower = cls(config.vision["arch"], config.vision["options"])
@@ -94,7 +95,7 @@ class GemForCausalLM(GemPreTrainedModel):
 
     def encode_images(self, pixel_values: torch.Tensor, image_sizes=None) -> torch.Tensor:
         """[views, 3, S, S] -> image tokens [n_tokens, D] in order (any-resolution views regrouped)."""
-        feats = self.connectors["image"](self.vision_tower(pixel_values))
+        feats = self.connectors["image"](self.tower_output("image", pixel_values))
         if getattr(self, "anyres", None) is None:
             return feats.reshape(-1, feats.shape[-1])
         if image_sizes is None:
@@ -104,7 +105,14 @@ class GemForCausalLM(GemPreTrainedModel):
         return torch.cat([self.anyres.pack(f, hw, self.image_newline) for f, hw in zip(per_image, sizes)])
 
     def encode_ecg(self, signals: torch.Tensor) -> torch.Tensor:
-        return self.connectors["ecg"](self.ecg_encoder(signals))
+        return self.connectors["ecg"](self.tower_output("ecg", signals))
+
+    def tower_output(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        """The image tower's / ECG encoder's tokens, through its feature cache when one is attached."""
+        cache = self.feature_caches.get(modality)
+        if cache is not None:
+            return cache(inputs)
+        return (self.vision_tower if modality == "image" else self.ecg_encoder)(inputs)
 
     def embed(self, input_ids, pixel_values=None, ecg=None, image_sizes=None) -> torch.Tensor:
         embeds = self.get_input_embeddings()(input_ids)
@@ -140,7 +148,7 @@ class GemForCausalLM(GemPreTrainedModel):
         if modality == "image":
             tower, size = self.vision_tower, self.vision_tower.image_size
             blank = torch.zeros(1, 3, size, size, device=device, dtype=_dtype_of(tower))
-            out = self.connectors["image"](tower(blank)).sum()
+            out = self.connectors["image"](self.tower_output("image", blank)).sum()
             if getattr(self, "image_newline", None) is not None:
                 out = out + self.image_newline.sum()
             return out

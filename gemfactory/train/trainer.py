@@ -18,6 +18,7 @@ from ..data.processor import Processor
 from ..errors import ConfigError, DataError
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..model.checkpoint import point_latest, save_checkpoint
+from ..model.feature_cache import attach_feature_caches, detach_feature_caches
 from ..registry import TEMPLATES
 from .feedback import StageFeedback
 from .resume import AtomicCheckpoints, refuse_stale_checkpoints, remember_recipe, resume_point, stage_done
@@ -84,6 +85,17 @@ class SkipGuard(TrainerCallback):
                 f"{len(self.skip_log.skipped)} of {self.size} samples ({fraction:.1%}) were unusable, over "
                 f"data.max_bad_fraction={self.max_fraction}; first: {first[0]}: {first[1]}"
             )
+
+
+class FlushFeatureCaches(TrainerCallback):
+    """Features computed so far go to disk with every checkpoint, so a resumed run reuses them."""
+
+    def __init__(self, caches):
+        self.caches = caches
+
+    def on_save(self, args, state, control, **kwargs):
+        for cache in self.caches:
+            cache.flush()
 
 
 def grouping(group_by: str, dataset: GemDataset, tokenizer, processor: Processor) -> dict:
@@ -255,6 +267,8 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     checkpoint = resume_point(stage_dir) if resume else None
     if not resume and _is_main_process():
         refuse_stale_checkpoints(stage_dir, stage.name)
+    caches = (attach_feature_caches(model, tunes, recipe.data.feature_cache_dir or run_dir / "feature_cache")
+              if recipe.data.feature_cache else [])
     trainer = GemTrainer(
         model=model,
         args=training_arguments(recipe, stage, stage_dir, unused_parameters=tunes.get("vision", "frozen") != "frozen"),
@@ -265,7 +279,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         lr_per_component=stage.lr_per_component,
         **grouping(recipe.data.group_by, dataset, tokenizer, processor),
         callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction),
-                   StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens)],
+                   StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens), FlushFeatureCaches(caches)],
     )
     if trainer.is_deepspeed_enabled:
         log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, zero, trainer.args.world_size)
@@ -277,6 +291,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         log.warning("stage %s skipped %d sample(s): %s", stage.name, len(skip_log.skipped),
                     ", ".join(sorted(skip_log.skipped)))
     log.info("ECG loading: %s", processor.ecg_stats.summary())
+    detach_feature_caches(model)
     # LoRA: the adapter is saved on its own (model/adapter/) and merged into the saved weights,
     # which the next stage starts from
     adapter = finish_tuning(model)

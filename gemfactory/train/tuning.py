@@ -58,6 +58,9 @@ def qlora_available() -> str | None:
 def check_tuning(recipe, zero_stage: int | None = None) -> None:
     """Fail before any model is built or trained when a stage asks for what this machine or the
     DeepSpeed setup cannot do."""
+    if zero_stage == 3 and recipe.data.feature_cache:
+        raise ConfigError("data.feature_cache: cannot be used with ZeRO-3 (a rank that finds its features on disk "
+                          "would skip the tower weights the other ranks gather); use training.deepspeed=zero2")
     for stage in recipe.stages:
         for comp, tune in stage.tune.items():
             where = f"stages.{stage.name}.tune.{comp}"
