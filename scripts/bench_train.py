@@ -219,19 +219,73 @@ def bench_cache(data: Path, batch_size: int, repeat: int) -> None:
     print(f"feature_cache_speedup: {best['recompute'] / best['cached']:.2f}x")
 
 
-def bench_ecg(data: Path, proc_records: int = 40) -> None:
+def bench_ecg(data: Path, n_records: int = 200) -> None:
+    """Records/s of read_ecg (WFDB read, mV, lead reorder, resample, crop/pad) on one thread,
+    for 12-lead 10 s records at the encoder's rate (500 Hz) and at 100 Hz (5x upsampled); wfdb's
+    own reader (rdrecord, which parses the header with pandas) on the same records for comparison."""
+    import numpy as np
     import torch
+    import wfdb
 
-    from gemfactory.data.ecg_io import read_ecg
-    from gemfactory.ecg.spec import SignalSpec
+    from gemfactory.data.ecg_io import read_ecg, write_ecg
+    from gemfactory.ecg.spec import STANDARD_LEADS, SignalSpec
 
     torch.set_num_threads(1)
     spec = SignalSpec()
-    records = sorted({p.with_suffix("") for p in (data / "ecg").glob("*.hea")})[:proc_records]
+    rng = np.random.default_rng(0)
+    folder = data / "ecg_bench"
+    sets = {}
+    for fs in (500, 100):
+        sets[fs] = []
+        for k in range(n_records):
+            record = folder / f"r{fs}_{k}"
+            write_ecg(record, rng.standard_normal((12, 10 * fs)), fs, list(STANDARD_LEADS)[::-1])
+            sets[fs].append(record)
+    for fs, records in sets.items():
+        read_ecg(records[0], spec)  # first call imports scipy
+        start = time.perf_counter()
+        for r in records:
+            read_ecg(r, spec)
+        print(f"ecg_records_per_s_1core_{fs}hz: {len(records) / (time.perf_counter() - start):.0f}")
+    some = sets[500][:20]
     start = time.perf_counter()
-    for r in records:
-        read_ecg(r, spec)
-    print(f"ecg_records_per_s_1core: {len(records) / (time.perf_counter() - start):.1f}")
+    for r in some:
+        wfdb.rdrecord(str(r))
+    print(f"wfdb_rdrecord_per_s_1core: {len(some) / (time.perf_counter() - start):.0f}")
+
+
+def bench_data_wait(data: Path, batch_size: int) -> None:
+    """Share of training step time spent waiting for the next batch (ECG + image + text loading),
+    with data.num_workers 0 and 2, on the synthetic mixed data and the tiny model."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from gemfactory.data.dataset import Collator
+
+    model, tok, proc, ds = build(data, data / "train.json", 512)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
+                            collate_fn=Collator(tok.pad_token_id), generator=torch.Generator().manual_seed(0),
+                            persistent_workers=False)
+        wait = total = 0.0
+        for epoch in range(2):
+            it = iter(loader)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                t1 = time.perf_counter()
+                model(**batch).loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if epoch:  # the first epoch starts the workers and warms up
+                    wait += t1 - t0
+                    total += time.perf_counter() - t0
+        print(f"data_wait_share_workers_{workers}: {wait / total:.3f}")
 
 
 def bench_cli() -> None:
@@ -270,6 +324,7 @@ def main() -> None:
             bench_cache(data, args.batch, args.repeat)
         if "ecg" in only:
             bench_ecg(data)
+            bench_data_wait(data, args.batch)
         if "cli" in only:
             bench_cli()
 

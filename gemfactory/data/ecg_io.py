@@ -7,6 +7,7 @@ II when allowed, resamples with ``scipy.signal.resample_poly``, crops/zero-pads 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import wfdb
 
 from ..ecg.spec import SignalSpec
 from ..errors import ECGError
+from .wfdb_fast import Header, read_header, read_physical
 
 LEAD_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in
@@ -73,12 +75,20 @@ def _record_name(record_path) -> str:
 def _header(record: str):
     if not os.path.isfile(record + ".hea"):
         raise ECGError(f"ECG record not found: {record}.hea (expected a WFDB header next to .dat/.mat)")
+    h = read_header(record)  # the common formats without wfdb's slow parser; None: ask wfdb
+    if h is not None:
+        return _checked_fs(record, h)
     try:
         h = wfdb.rdheader(record)
     except Exception as e:  # wfdb raises assorted errors for malformed headers
         raise ECGError(f"ECG record {record}: cannot parse header {record}.hea ({e})") from None
+    return _checked_fs(record, h)
+
+
+def _checked_fs(record: str, h):
     if not (h.fs is not None and math.isfinite(float(h.fs)) and float(h.fs) > 0):
-        raise ECGError(f"ECG record {record}: sampling frequency {h.fs!r} in {record}.hea; expected a "
+        shown = f"{h.fs:g}" if isinstance(h.fs, (int, float)) else repr(h.fs)
+        raise ECGError(f"ECG record {record}: sampling frequency {shown} in {record}.hea; expected a "
                        f"positive number of Hz")
     return h
 
@@ -134,28 +144,32 @@ def read_ecg(record_path, spec: SignalSpec, *, on_derive: str = "allow",
 
     # --- read (physical values)
     try:
-        rec = wfdb.rdrecord(record, channels=channels, sampto=sampto)
-        sig = rec.p_signal
-        expected_len = sampto or h.sig_len or len(sig)
-        if sig is None or sig.shape != (expected_len, len(channels)) or not expected_len:
-            raise ValueError(f"got shape {None if sig is None else sig.shape}, "
+        if isinstance(h, Header):
+            sig, units = read_physical(h, channels, sampto), [h.units[ch] for ch in channels]
+        else:
+            rec = wfdb.rdrecord(record, channels=channels, sampto=sampto)
+            sig, units = (None if rec.p_signal is None else rec.p_signal.T), rec.units  # (channels, samples)
+        expected_len = sampto or h.sig_len or (0 if sig is None else sig.shape[1])
+        if sig is None or sig.shape != (len(channels), expected_len) or not expected_len:
+            raise ValueError(f"got shape {None if sig is None else sig.shape[::-1]}, "
                              f"expected {(expected_len, len(channels))}")
     except Exception as e:  # wfdb raises OSError/ValueError/IndexError/... for bad signal files
         files = sorted(set(h.file_name or []))
         raise ECGError(f"ECG record {record}: signal file(s) {files} missing, truncated or corrupt "
                        f"({type(e).__name__}: {e}); expected {h.sig_len} samples x "
                        f"{len(rec_leads)} leads") from None
-    sig = np.asarray(sig, dtype=np.float64).T  # (channels, samples)
+    sig = np.ascontiguousarray(sig, dtype=np.float64)
     full_out = math.ceil((h.sig_len or sig.shape[1]) * up / down)
 
     # --- units -> mV
     for row, ch in enumerate(channels):
-        unit = (rec.units[row] if rec.units else None) or "mV"
+        unit = (units[row] if units else None) or "mV"
         factor = _TO_MV.get(unit.strip().lower())
         if factor is None:
             raise ECGError(f"ECG record {record}: lead {rec_leads[ch]} has unknown units {unit!r}; "
                            f"expected one of mV, uV, µV, V")
-        sig[row] *= factor
+        if factor != 1.0:
+            sig[row] *= factor
 
     # --- NaN / inf
     bad = ~np.isfinite(sig)
@@ -177,7 +191,7 @@ def read_ecg(record_path, spec: SignalSpec, *, on_derive: str = "allow",
     if resample:
         from scipy.signal import resample_poly  # heavy import (~1-2 s): only when resampling
 
-        out = resample_poly(out, up, down, axis=1)
+        out = resample_poly(out, up, down, axis=1, window=_lowpass(up, down))
     n = spec.n_samples
     valid = min(n, out.shape[1])
     out = out[:, :valid]
@@ -198,6 +212,16 @@ def read_ecg(record_path, spec: SignalSpec, *, on_derive: str = "allow",
         stats.cropped += full_out > n
         stats.nan_replaced += bool(bad.any())
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _lowpass(up: int, down: int) -> np.ndarray:
+    """resample_poly's default anti-aliasing filter (Kaiser, beta 5, 10 taps per rate), designed
+    once per ratio instead of once per record."""
+    from scipy.signal import firwin
+
+    rate = max(up, down)
+    return firwin(20 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
 
 
 def write_ecg(record_path, signal_mv, fs: float, leads) -> None:
