@@ -179,20 +179,20 @@ def add_load_flags(s: argparse.ArgumentParser) -> None:
 
 # commands ----------------------------------------------------------------------------------
 def cmd_list(args) -> int:
-    from .registry import BUILTIN, REGISTRIES
+    from .registry import REGISTRIES
 
     shown = 0
     for kind in [args.kind] if args.kind else KINDS:
         reg = REGISTRIES[kind]
-        entries = [e for e in reg.entries() if not args.plugins or e.origin != BUILTIN]
-        errors = reg.plugin_errors()
-        if args.plugins and not entries and not errors:
+        if args.plugins:
+            rows, errors = imported_rows(reg, plugins_only=True), reg.plugin_errors()
+        else:
+            rows, errors = source_rows(reg)
+        if args.plugins and not rows and not errors:
             continue
         print(f"{kind}:")
-        names = set(reg.names())
-        for e in entries:  # a plugin sharing a built-in's name is listed by its full name
-            name = f"{e.origin}:{e.name}" if f"{e.origin}:{e.name}" in names else e.name
-            print(f"  {name:<20} {_origin(e):<32} {_summary(e.obj)}")
+        for name, origin, summary in rows:
+            print(f"  {name:<20} {origin:<32} {summary}")
         for name, msg in errors.items():
             print(f"  {name:<20} BROKEN: {msg}")
         shown += 1
@@ -202,16 +202,49 @@ def cmd_list(args) -> int:
     return 0
 
 
+def source_rows(reg) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+    """(shown name, origin, summary) of every component, read from source without importing, and
+    plugin load errors (a plugin entry point that cannot be read so is imported, and then the
+    whole kind is, so its errors are known)."""
+    from .registry_source import builtin_listing, plugin_listing
+
+    exact, patterns = builtin_listing(reg)
+    plugins, unread = plugin_listing(reg)
+    if unread:
+        return imported_rows(reg), reg.plugin_errors()
+    clashes = {e.name for e in exact}
+    return ([(e.name, "built-in", e.summary) for e in exact + patterns]
+            + [(f"{e.origin}:{e.name}" if e.name in clashes else e.name, f"{e.origin} {e.version}".strip(), e.summary)
+               for e in plugins]), {}
+
+
+def imported_rows(reg, plugins_only: bool = False) -> list[tuple[str, str, str]]:
+    from .registry import BUILTIN
+
+    names = set(reg.names())
+    rows = []
+    for e in reg.entries():  # a plugin sharing a built-in's name is listed by its full name
+        if plugins_only and e.origin == BUILTIN:
+            continue
+        name = f"{e.origin}:{e.name}" if f"{e.origin}:{e.name}" in names else e.name
+        rows.append((name, _origin(e), _summary(e.obj)))
+    return rows
+
+
 def _origin(entry) -> str:
     return "built-in" if entry.origin == "gemfactory" else f"{entry.origin} {entry.version}".strip()
 
 
 def _summary(obj) -> str:
+    """First line of the component's own docstring (not one dataclass made up), else its module's."""
+    from .registry_source import first_line
+
     doc = getattr(obj, "__doc__", None) or ""
-    if not doc.strip():  # fall back to the component module's docstring
+    if isinstance(obj, type) and "__dataclass_fields__" in vars(obj) and doc.startswith(f"{obj.__name__}("):
+        doc = ""
+    if not doc.strip():
         doc = getattr(sys.modules.get(getattr(obj, "__module__", ""), None), "__doc__", None) or ""
-    lines = doc.strip().splitlines()
-    return lines[0] if lines else ""
+    return first_line(doc)
 
 
 def cmd_plugin_check(args) -> int:

@@ -129,3 +129,11 @@ def test_plugin_check_needs_kind_for_a_name_of_several_kinds(capsys):
         "error: 'phi' names a component of several kinds (llms, templates); pick one with --kind")
     assert main(["-q", "plugin", "check", "phi", "--kind", "templates"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "ok"
+
+
+def test_plain_list_reads_plugins_from_source_and_still_reports_load_errors(broken_dist, capsys):
+    assert main(["-q", "list", "connectors"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[1:]]
+    assert {"linear", "broken-demo:linear", "wrong_shape", "missing_dep"} <= set(names)
+    assert [line for line in lines if "BROKEN" in line][0].split()[0] == "missing_dep"

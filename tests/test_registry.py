@@ -97,3 +97,29 @@ def test_pattern_names_build_exact_components():
     assert "mlp{N}x_gelu" in CONNECTORS.names()
     with pytest.raises(UnknownComponent):
         CONNECTORS.get("mlpx_gelu")
+
+
+def test_list_read_from_source_equals_the_imported_registries():
+    """`gemfactory list` reads decorators and docstrings from source (no torch import); what it
+    shows must be exactly what importing every component shows (built-ins and installed plugins)."""
+    from gemfactory.cli import imported_rows, source_rows
+    from gemfactory.registry import REGISTRIES
+
+    for kind, reg in REGISTRIES.items():
+        rows, errors = source_rows(reg)
+        assert errors == {}
+        imported = [r for r in imported_rows(reg)  # minus names an earlier lookup made from a pattern
+                    if not any(regex.fullmatch(r[0]) for regex, _, _ in reg._patterns)]
+        assert rows == imported, kind
+        assert all(summary for _, _, summary in rows), kind  # every component says what it is
+
+
+def test_list_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from gemfactory.cli import main; main(['-q', 'list']); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "vit1d" in proc.stdout and "pooled_linear" in proc.stdout and "mlp{N}x_gelu" in proc.stdout
