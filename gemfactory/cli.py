@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip finished stages; continue the current one from its latest complete checkpoint")
     s.set_defaults(func=cmd_train)
 
+    s = sub.add_parser("memory", help="estimate each stage's GPU memory per device (no weights loaded) and "
+                                      "whether it fits --gpu-memory")
+    s.add_argument("recipe")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stages.0.batch_size=2")
+    s.add_argument("--gpu-memory", type=float, metavar="GIB", help="memory of one GPU in GiB, e.g. 24")
+    s.add_argument("--devices", type=int, default=1, help="GPUs the run is spread over (ZeRO splits states)")
+    s.set_defaults(func=cmd_memory)
+
     s = sub.add_parser("chat", help="ask a trained model (one shot, or interactive without a question)")
     s.add_argument("checkpoint")
     s.add_argument("question", nargs="?")
@@ -278,6 +286,14 @@ def cmd_train(args) -> int:
     final = train(recipe, resume=args.resume)
     print(f"model saved to {final}")
     return 0
+
+
+def cmd_memory(args) -> int:
+    from .config import load_recipe
+    from .train.memory import memory_report
+
+    fits = memory_report(load_recipe(args.recipe, args.overrides), args.gpu_memory, args.devices)
+    return 0 if fits else 1
 
 
 def cmd_chat(args) -> int:

@@ -35,7 +35,7 @@ class LLMConfig:
     tokenizer: Optional[str] = None  # local tokenizer folder; None: `path`, else trained tiny
     tokenizer_vocab_size: int = 1024  # for the tiny tokenizer trained from the data
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    attn_implementation: Optional[str] = None
+    attn_implementation: Optional[str] = None  # unset or auto: flash_attention_2 where installed + CUDA + bf16/fp16, else sdpa
 
 
 @dataclass

@@ -103,8 +103,23 @@ def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         ecg_token_id=tokenizer.convert_tokens_to_ids(ECG_TOKEN),
         # given to GemConfig itself: its init resets the attention implementation of text_config
-        attn_implementation=cfg.llm.attn_implementation,
+        attn_implementation=attention_kernel(cfg.llm.attn_implementation, cfg.llm.dtype),
     )
+
+
+def attention_kernel(asked: str | None, dtype: str) -> str:
+    """``model.llm.attn_implementation``; unset or ``auto``: flash-attention 2 where it can run
+    (the flash_attn package, a CUDA GPU, half precision weights), else PyTorch SDPA."""
+    if asked not in (None, "auto"):
+        return asked
+    import importlib.util
+
+    import torch
+
+    if (dtype in ("bfloat16", "float16") and torch.cuda.is_available()
+            and importlib.util.find_spec("flash_attn") is not None):
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def build_model(cfg: ModelConfig, tokenizer) -> GemForCausalLM:
