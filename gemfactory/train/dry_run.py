@@ -2,8 +2,8 @@
 
 Builds the model, then per stage prints parameters per component (trainable / frozen), sequence
 lengths of the data after templating (and how many samples exceed max_length), the memory per
-device that weights, gradients and optimizer states need under each ZeRO stage (activations come
-on top and are not estimated), and a time estimate from a few timed optimizer steps.
+device (``gemfactory.train.memory``: weights, gradients, optimizer states, activations and logits)
+and a time estimate from a few timed optimizer steps.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from ..data.processor import Processor
 from ..errors import DataError
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..registry import TEMPLATES
+from .memory import estimate_stage
+from .trainer import deepspeed_config, zero_stage
 from .tuning import apply_tuning, check_tuning, finish_tuning, parameter_counts
 
 TIMED_STEPS = 3
@@ -29,15 +31,13 @@ def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
     template = recipe_template(recipe)
     tokenizer = tokenizer_for_recipe(recipe, template)
     model = build_model(recipe.model, tokenizer)
-    bf16 = recipe.training.bf16 or bool(recipe.training.deepspeed)
+    zero = zero_stage(deepspeed_config(recipe.training.deepspeed))
     for stage in recipe.stages:
         tunes = apply_tuning(model, stage)
         counts = parameter_counts(model)
         out(f"== stage {stage.name}")
         for comp, (trainable, total) in counts.items():
             out(f"  {comp:<10} {tunes[comp]:<8} {trainable:>14,} trainable {total - trainable:>14,} frozen")
-        total = sum(t for _, t in counts.values())
-        trainable = sum(t for t, _ in counts.values())
         stage_template = TEMPLATES.get(stage.template)() if stage.template else template
         max_len = stage.max_length or recipe.data.max_length
         processor = Processor.from_model(model, tokenizer, stage_template, max_len)
@@ -50,10 +50,9 @@ def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
             out(f"  data       {len(dataset)} samples; tokens min {min(lengths)} median "
                 f"{statistics.median(lengths):.0f} p95 {q[18]:.0f} max {max(lengths)}; "
                 f"{too_long} over max_length {max_len}; {bad} unusable")
-        need = ", ".join(f"{name} {b / 2**30:.2f} GiB"
-                         for name, b in memory_estimate(total, trainable, devices, bf16).items())
-        out(f"  memory     per device over {devices} device(s): {need} "
-            "(weights, gradients and Adam states; activations come on top; ZeRO-3 offload keeps them in CPU RAM)")
+        est = estimate_stage(model, recipe, stage, devices, zero)
+        out(f"  memory     per device over {devices} device(s), "
+            f"{'ZeRO-%s' % zero if zero is not None else 'no ZeRO'}: {est.describe()} (gemfactory memory explains)")
         seconds = time_steps(model, dataset, tokenizer, stage.batch_size, stage.lr)
         steps = stage.max_steps if stage.max_steps > 0 else math.ceil(
             stage.epochs * len(dataset) / (stage.batch_size * stage.gradient_accumulation_steps * devices))
@@ -80,17 +79,6 @@ def sequence_lengths(dataset: GemDataset, processor: Processor, max_len: int):
         lengths.append(n)
         too_long += n > max_len
     return lengths, too_long, bad
-
-
-def memory_estimate(total: int, trainable: int, devices: int, bf16: bool) -> dict[str, float]:
-    """Bytes per device for weights + gradients + Adam states (mixed precision keeps fp32 masters)."""
-    weights, grads, optim = (2, 2, 12) if bf16 else (4, 4, 8)
-    w, g, o = weights * total, grads * trainable, optim * trainable
-    return {
-        "no ZeRO": w + g + o,
-        "ZeRO-2": w + (g + o) / devices,
-        "ZeRO-3": (w + g + o) / devices,
-    }
 
 
 def time_steps(model, dataset: GemDataset, tokenizer, batch_size: int, lr: float) -> float:
