@@ -157,13 +157,15 @@ def bench_packing(data: Path, n: int, batch_size: int, repeat: int, pack_tokens:
 
     by_length = GroupedSampler(lengths_of, None, batch_size, seed=0).order(0)
     by_modality = GroupedSampler(lengths_of, [item_modality(i) for i in ds.items], batch_size, seed=0).order(0)
-    runs = {"padded": batches_of(order, collate), "grouped": batches_of(by_length, collate),
-            "packed": batches_of(by_modality, PackingCollator(tok.pad_token_id, pack_tokens))}
+    packed = batches_of(by_modality, PackingCollator(tok.pad_token_id, pack_tokens))
+    runs = {"padded": (batches_of(order, collate), "sdpa"), "grouped": (batches_of(by_length, collate), "sdpa"),
+            "packed": (packed, "sdpa_packed"), "packed_blockmask": (packed, "sdpa")}
     init = copy.deepcopy(model.state_dict())
     best = {}
     for _ in range(repeat):  # interleaved, best of `repeat`
-        for name, batches in runs.items():
+        for name, (batches, kernel) in runs.items():
             model.load_state_dict(init)
+            model.language_model.set_attn_implementation(kernel)  # what the trainer picks for packed rows
             secs, real, computed = train_epoch(model, batches)
             if name not in best or secs < best[name][0]:
                 best[name] = (secs, real, computed)
@@ -173,6 +175,7 @@ def bench_packing(data: Path, n: int, batch_size: int, repeat: int, pack_tokens:
     speed = {k: v[1] / v[0] for k, v in best.items()}
     figure("packed_vs_padded_random", speed['packed'] / speed['padded'], ".2fx")
     figure("packed_vs_grouped", speed['packed'] / speed['grouped'], ".2fx")
+    figure("packed_kernel_vs_block_mask", speed['packed'] / speed['packed_blockmask'], ".2fx")
     wide = [PackingCollator(tok.pad_token_id, 1024)([feats[i] for i in by_modality[b:b + batch_size]])
             for b in range(0, n, batch_size)]
     figure("packed_real_token_share_1024", sum(int(b[REAL_TOKENS]) for b in wide)

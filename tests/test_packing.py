@@ -14,10 +14,13 @@ from gemfactory.errors import ConfigError
 from conftest import tiny_recipe
 
 
-@pytest.fixture(scope="module")
-def setup(tiny_built):
+@pytest.fixture(scope="module", params=["sdpa", "sdpa_packed"])
+def setup(tiny_built, request):
+    """Every test runs with transformers' sdpa (block-diagonal mask) and with gemfactory's
+    sdpa_packed kernel (one causal attention per sample)."""
     recipe, tok, model, template = tiny_built
     model = copy.deepcopy(model).float().eval()  # eval: no dropout; gradients still flow
+    model.language_model.set_attn_implementation(request.param)
     proc = Processor.from_model(model, tok, template, 256)
     ds = GemDataset(recipe.data.train, proc, recipe.data.image_folder, recipe.data.ecg_folder)
     feats = [ds[i] for i in range(12)]  # text-only, ECG, image and ECG + image samples mixed
@@ -115,3 +118,32 @@ def test_recipe_keys(tiny_data, tmp_path):
     raw["data"].update(packing=True, pack_tokens=None, group_by="random")
     with pytest.raises(ConfigError, match="data.group_by"):
         recipe_from_dict(raw)
+
+
+def test_sdpa_packed_attends_per_sample(setup, monkeypatch):
+    from gemfactory.model import packed_attention
+
+    model, tok, feats = setup
+    model = copy.deepcopy(model)
+    model.language_model.set_attn_implementation("sdpa_packed")
+    seen = []
+    real = packed_attention.segments
+    monkeypatch.setattr(packed_attention, "segments", lambda row: seen.append(real(row)) or seen[-1])
+    packed = PackingCollator(tok.pad_token_id, 10_000)(feats[:4])
+    with torch.no_grad():
+        model(**{k: v for k, v in packed.items() if k != REAL_TOKENS})
+    lengths = [len(f["input_ids"]) for f in feats[:4]]
+    layers = model.config.text_config.num_hidden_layers
+    assert len(seen) == layers and [e - s for s, e in seen[0]] == lengths  # one row, no padding
+    padded = Collator(tok.pad_token_id)(feats[:4])  # a padding mask: plain sdpa
+    with torch.no_grad():
+        model(**{k: v for k, v in padded.items() if k != REAL_TOKENS})
+    assert len(seen) == layers
+
+
+def test_segments_of_a_row():
+    from gemfactory.model.packed_attention import segments
+
+    assert segments([0, 1, 2, 0, 1, 0, 0, 0]) == [(0, 3), (3, 5), (5, 8)]  # trailing pads: one segment
+    assert segments([0, 1, 0, 1, 2]) == [(0, 2), (2, 5)]
+    assert segments([0, 1, 2, 3]) == [(0, 4)]

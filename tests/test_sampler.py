@@ -83,12 +83,16 @@ def test_item_lengths_and_modalities(tiny_built):
     assert mods == {"text", "ecg", "image", "ecg+image"}
 
 
-def test_training_with_packing_and_grouping(tiny_data, tmp_path):
+def test_training_with_packing_and_grouping(tiny_data, tmp_path, monkeypatch):
     import torch
 
     from gemfactory.config import recipe_from_dict
+    from gemfactory.model import packed_attention
     from gemfactory.train.trainer import train
 
+    calls = []
+    real_layout = packed_attention.layout
+    monkeypatch.setattr(packed_attention, "layout", lambda *a: calls.append(1) or real_layout(*a))
     raw = tiny_recipe(tiny_data, tmp_path / "run", max_steps=3)
     raw["data"].update(packing=True, pack_tokens=600, group_by="modality_length")
     raw["training"]["report_to"] = []
@@ -98,6 +102,8 @@ def test_training_with_packing_and_grouping(tiny_data, tmp_path):
     records = [json.loads(line) for line in (out.parent / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) == 3 and all(0 < x < 100 for x in losses)
+    assert calls  # the packed rows were attended per sample
+    assert "sdpa_packed" not in (out / "config.json").read_text()
 
 
 def test_trainer_uses_grouped_sampler(tiny_built, tmp_path):

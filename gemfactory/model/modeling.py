@@ -14,6 +14,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import ConfigError, DataError
 from ..registry import CONNECTORS, ECG_ENCODERS, VISION_TOWERS
+from . import packed_attention  # noqa: F401  (registers the sdpa_packed attention kernel)
 from .configuration import GemConfig
 
 

@@ -87,6 +87,19 @@ class SkipGuard(TrainerCallback):
             )
 
 
+def _packed_attention(model) -> str | None:
+    """Packed rows under sdpa: attend per sample (model/packed_attention.py) instead of over a
+    block-diagonal mask; returns the kernel to restore after the stage."""
+    from ..model.packed_attention import NAME
+
+    current = model.language_model.config._attn_implementation
+    if current != "sdpa":
+        return None
+    model.language_model.set_attn_implementation(NAME)
+    log.info("data.packing: attention runs per packed sample (%s)", NAME)
+    return current
+
+
 class FlushFeatureCaches(TrainerCallback):
     """Features computed so far go to disk with every checkpoint, so a resumed run reuses them."""
 
@@ -267,6 +280,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     checkpoint = resume_point(stage_dir) if resume else None
     if not resume and _is_main_process():
         refuse_stale_checkpoints(stage_dir, stage.name)
+    packed_kernel = _packed_attention(model) if recipe.data.packing else None
     caches = (attach_feature_caches(model, tunes, recipe.data.feature_cache_dir or run_dir / "feature_cache")
               if recipe.data.feature_cache else [])
     trainer = GemTrainer(
@@ -292,6 +306,8 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
                     ", ".join(sorted(skip_log.skipped)))
     log.info("ECG loading: %s", processor.ecg_stats.summary())
     detach_feature_caches(model)
+    if packed_kernel is not None:
+        model.language_model.set_attn_implementation(packed_kernel)  # the checkpoint keeps the usual kernel
     # LoRA: the adapter is saved on its own (model/adapter/) and merged into the saved weights,
     # which the next stage starts from
     adapter = finish_tuning(model)
