@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("memory", help="estimate each stage's GPU memory per device (no weights loaded) and "
                                       "whether it fits --gpu-memory")
     s.add_argument("recipe")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stages.0.batch_size=2")
-    s.add_argument("--gpu-memory", type=float, metavar="GIB", help="memory of one GPU in GiB, e.g. 24")
-    s.add_argument("--devices", type=int, default=1, help="GPUs the run is spread over (ZeRO splits states)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stages.finetune.batch_size=2")
+    s.add_argument("--gpu-memory", type=_positive(float), metavar="GIB", help="memory of one GPU in GiB, e.g. 24")
+    s.add_argument("--devices", type=_positive(int), default=1, help="GPUs the run is spread over (ZeRO splits states)")
     s.set_defaults(func=cmd_memory)
 
     s = sub.add_parser("chat", help="ask a trained model (one shot, or interactive without a question)")
@@ -183,6 +183,19 @@ def add_load_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     s.add_argument("--load-4bit", action="store_true", help="quantise the language model to 4 bits (CUDA)")
     s.add_argument("--load-8bit", action="store_true", help="quantise the language model to 8 bits (CUDA)")
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
 
 
 # commands ----------------------------------------------------------------------------------

@@ -109,6 +109,9 @@ def test_memory_command_verdict_and_exit_code(tiny_data, tmp_path, capsys):
     assert "== stage s: batch 2 x 256 tokens" in out and "fits in 80 GiB" in out
     assert main(["-q", "memory", str(path), "--gpu-memory", "0.5"]) == 1
     assert "does NOT fit in 0.5 GiB" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["-q", "memory", str(path), "--gpu-memory", "-3"])
+    assert exit_.value.code == 2 and "--gpu-memory: expected a positive float, got '-3'" in capsys.readouterr().err
 
 
 def test_phi2_lora_estimate_without_any_weights_on_disk(tiny_data, tmp_path):
