@@ -64,6 +64,21 @@ def test_cached_features_equal_the_tower_and_are_reused_from_disk(tower, tmp_pat
     assert counting.seen == 3 and again.hits == 4 and again.computed == 0
 
 
+def test_an_unreadable_shard_is_skipped_with_a_warning(tower, tmp_path, caplog):
+    model, counting, entry = tower
+    px = _pixels(2)
+    cache = FeatureCache(tmp_path, "image", counting, entry)
+    cache(px)
+    cache.flush()
+    (cache.dir / "0-1-0.safetensors").write_bytes(b"not a safetensors file")
+    with caplog.at_level(logging.WARNING):
+        again = FeatureCache(tmp_path, "image", counting, entry)
+    assert "ignoring unreadable shard" in caplog.text and "0-1-0.safetensors" in caplog.text
+    assert again.known_at_start == 2  # the good shard still counts
+    with torch.no_grad():
+        assert torch.equal(again(px), model.vision_tower(px))
+
+
 def test_changed_tower_or_preprocessing_misses(tower, tmp_path):
     model, counting, entry = tower
     px = _pixels(2)

@@ -87,8 +87,12 @@ class FeatureCache:
         self.index: dict[str, Path] = {}
         self._open: dict[Path, object] = {}
         for shard in sorted(self.dir.glob("*.safetensors")):
-            with safe_open(shard, "pt") as f:
-                self.index.update(dict.fromkeys(f.keys(), shard))
+            try:
+                with safe_open(shard, "pt") as f:
+                    self.index.update(dict.fromkeys(f.keys(), shard))
+            except Exception as exc:  # a cache: what cannot be read is recomputed, and said so
+                log.warning("feature cache: ignoring unreadable shard %s (%s: %s); its features are recomputed",
+                            shard, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         self.known_at_start = len(self.index)
         self.pending: dict[str, torch.Tensor] = {}
         self.pending_bytes = 0
