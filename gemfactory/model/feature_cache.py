@@ -100,7 +100,7 @@ class FeatureCache:
         self._shards_written = 0
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        keys = [tensor_digest(x) for x in inputs]
+        keys = [tensor_digest(x) for x in inputs.detach().to("cpu")]  # one transfer per batch
         found: dict[str, torch.Tensor] = {}
         missing: dict[str, int] = {}  # key -> first batch index with that input
         for i, key in enumerate(keys):

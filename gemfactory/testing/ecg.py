@@ -9,7 +9,7 @@ from ..ecg.base import ECGEncoder
 from ..ecg.spec import SignalSpec
 from ..registry import ECG_ENCODERS
 from .kit import Failed, Findings
-from .modules import check_module, positive_int, subclass_of
+from .modules import check_module, positive_int, saved_as_json, subclass_of
 from .train_step import check_train_step, model_config
 
 BATCH = 2
@@ -36,10 +36,7 @@ def _tiny_config(cls) -> tuple:
     arch, spec = cls.resolve({"tiny": True}, {})
     if not isinstance(spec, SignalSpec):
         raise Failed(f"resolve() must return (arch dict, SignalSpec), got a {type(spec).__name__} spec")
-    try:
-        json.dumps(arch)
-    except (TypeError, ValueError) as exc:
-        raise Failed(f"the resolved arch must be JSON (it is saved in config.json): {exc}") from None
+    saved_as_json(arch, "the resolved arch")
     return (arch, spec), f"resolve({{'tiny': True}}, {{}}): {len(arch)} arch keys, JSON-serialisable"
 
 

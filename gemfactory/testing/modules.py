@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Callable
 
 import torch
@@ -16,6 +17,14 @@ def positive_int(obj, attr: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise Failed(f"{type(obj).__name__}.{attr} must be a positive int, got {value!r}")
     return value
+
+
+def saved_as_json(value, what: str) -> None:
+    """``value`` goes into config.json, so it must be plain JSON."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise Failed(f"{what} must be JSON (saved in config.json): {exc}") from None
 
 
 def subclass_of(obj, base: type) -> type:

@@ -10,7 +10,7 @@ from PIL import Image
 from ..registry import VISION_TOWERS
 from ..vision.base import VisionTower
 from .kit import Failed, Findings
-from .modules import check_module, positive_int, subclass_of
+from .modules import check_module, positive_int, saved_as_json, subclass_of
 from .train_step import check_train_step, model_config
 
 SIZES = ((48, 40), (40, 56))  # two images (width, height) of different shapes
@@ -34,10 +34,7 @@ def check(name: str, findings: Findings) -> None:
 def _tiny_config(cls) -> tuple:
     subclass_of(cls, VisionTower)
     arch, options = cls.resolve(dict(cls.tiny_arch), {}, None)
-    try:
-        json.dumps([arch, options])
-    except (TypeError, ValueError) as exc:
-        raise Failed(f"the resolved arch and options must be JSON (they are saved in config.json): {exc}") from None
+    saved_as_json([arch, options], "the resolved arch and options")
     return (arch, options), f"resolve(tiny_arch, {{}}, None): {len(arch)} arch keys, JSON-serialisable"
 
 
