@@ -6,14 +6,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared real-data folder (WFDB records 100, s0010_re, JS00001, ...)."""
-    env = os.environ.get("GEMFACTORY_SHARED_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"shared data folder not found: {path} (set GEMFACTORY_SHARED_DATA)")
-    return path
+    """The real records and images that ship with the tests (100, s0010_re, JS00001, ...; see data/README.md)."""
+    return TEST_DATA
 
 
 TINY_MODEL = {

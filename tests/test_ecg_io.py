@@ -1,4 +1,4 @@
-"""gemfactory.data.ecg_io against the real WFDB records in the shared data folder."""
+"""gemfactory.data.ecg_io against the real WFDB records that ship in tests/data."""
 import numpy as np
 import pytest
 import wfdb

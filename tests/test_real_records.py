@@ -1,4 +1,4 @@
-"""The real records of the shared data folder through the loader and the renderer.
+"""The real records that ship in tests/data through the loader and the renderer.
 
 JS00001 (.mat, 500 Hz, Challenge-style names ``aVR``), s0010_re (.dat, 1000 Hz, PTB lower-case
 names, 3 extra Frank leads) and 100 (.dat, 360 Hz, MIT-BIH ``MLII``/``V5``).
