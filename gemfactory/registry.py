@@ -9,6 +9,7 @@ only breaks lookups of its own name.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib
 import pkgutil
 import re
@@ -163,6 +164,10 @@ class Registry:
             names.add(key if e.name in self._builtins else e.name)
         return sorted(names)
 
+    def list(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style wildcard (``clip*``, ``*llava*``), sorted."""
+        return matching(self.names(), pattern)
+
     def entries(self) -> Iterator[Entry]:
         self._ensure_loaded()
         yield from (self._builtins[n] for n in sorted(self._builtins))
@@ -179,6 +184,11 @@ class Registry:
             return True
         except (UnknownComponent, PluginError, DuplicateComponent):
             return False
+
+
+def matching(names, pattern: str) -> list[str]:
+    """``names`` that match the wildcard ``pattern`` (case-sensitive, as names are exact)."""
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
 def _describe(obj: Any) -> str:

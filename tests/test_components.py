@@ -222,7 +222,7 @@ def test_resampler_connector():
     assert res_cls(8, 12).layers[0].attn.num_heads == 4  # default heads: the largest of 8, 4, 2, 1 dividing 12
     with pytest.raises(ConfigError, match="connector 'resampler': heads 5 must be a positive divisor of .* 32"):
         res_cls(24, 32, heads=5)
-    with pytest.raises(ConfigError, match="connector 'resampler': unknown options \\['queries'\\]"):
+    with pytest.raises(ConfigError, match="connector 'resampler': unknown option 'queries' \\(options it takes: num_queries, depth, heads, mlp_ratio\\)"):
         res_cls(24, 32, queries=4)
 
 

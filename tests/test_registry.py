@@ -123,3 +123,31 @@ def test_list_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "vit1d" in proc.stdout and "pooled_linear" in proc.stdout and "mlp{N}x_gelu" in proc.stdout
+
+
+def test_list_filters_by_kind_alias_and_wildcard(capsys):
+    from gemfactory.cli import main
+
+    assert main(["-q", "list", "vision", "clip*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "vision_towers:" and [line.split()[0] for line in out[1:]] == ["clip"]
+    assert main(["-q", "list", "*net1d"]) == 0  # a wildcard alone searches every kind
+    out = capsys.readouterr().out.splitlines()
+    assert out == [out[0], out[1]] and out[0] == "ecg_encoders:" and out[1].split()[0] == "resnet1d"
+
+
+def test_list_without_a_match_or_with_extra_words_is_one_error(capsys):
+    from gemfactory.cli import main
+
+    assert main(["-q", "list", "connector", "zzz*"]) == 2
+    assert capsys.readouterr().err == ("error: list: no connectors name matches 'zzz*'; see gemfactory list\n")
+    assert main(["-q", "list", "vision", "clip*", "extra"]) == 2
+    assert "expected [KIND] [PATTERN], got 'vision clip* extra'" in capsys.readouterr().err
+
+
+def test_registry_list_matches_wildcards_exactly():
+    from gemfactory.registry import CONNECTORS, VISION_TOWERS
+
+    assert VISION_TOWERS.list("clip") == ["clip"]
+    assert VISION_TOWERS.list("CLIP") == []  # names are exact and lower-case
+    assert "mlp{N}x_gelu" in CONNECTORS.list("mlp*") and CONNECTORS.list("*") == CONNECTORS.names()

@@ -4,6 +4,15 @@ from __future__ import annotations
 import argparse
 
 KINDS = ("llms", "vision_towers", "ecg_encoders", "connectors", "templates", "eval_tasks")
+# short names a user types: `gemfactory list vision 'clip*'`
+KIND_ALIASES = {"llm": "llms", "vision": "vision_towers", "vision_tower": "vision_towers", "ecg": "ecg_encoders",
+                "ecg_encoder": "ecg_encoders", "connector": "connectors", "template": "templates",
+                "eval": "eval_tasks", "eval_task": "eval_tasks", "task": "eval_tasks", "tasks": "eval_tasks"}
+
+
+def kind_named(text: str) -> str | None:
+    """The registry kind ``text`` names (a kind or one of its short names), else None."""
+    return text if text in KINDS else KIND_ALIASES.get(text)
 
 
 def add_load_flags(s: argparse.ArgumentParser) -> None:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import sys
 
-from .common import KINDS
+from ..errors import ConfigError
+from .common import KINDS, kind_named
 
 
 def register(sub) -> None:
-    s = sub.add_parser("list", help="registered components by kind")
-    s.add_argument("kind", nargs="?", choices=KINDS)
+    s = sub.add_parser("list", help="registered components by kind, optionally filtered by a wildcard")
+    s.add_argument("selection", nargs="*", metavar="[KIND] [PATTERN]",
+                   help=f"a kind ({', '.join(KINDS)}, or llm, vision, ecg, connector, template, eval) and/or a "
+                        "shell-style wildcard over names, e.g. list vision 'clip*'")
     s.add_argument("--plugins", action="store_true",
                    help="only what installed plugins add (distribution and version) and plugin load errors")
     s.set_defaults(func=cmd_list)
@@ -22,17 +25,30 @@ def register(sub) -> None:
     c.set_defaults(func=cmd_plugin_check)
 
 
-def cmd_list(args) -> int:
-    from ..registry import REGISTRIES
+def list_selection(words: list[str]) -> tuple[list[str], str]:
+    """(kinds, wildcard) from ``list``'s words: [KIND] [PATTERN], or PATTERN alone over every kind."""
+    kind = kind_named(words[0]) if words else None
+    rest = words[1:] if kind else words
+    if len(rest) > 1:
+        raise ConfigError(f"list: expected [KIND] [PATTERN], got {' '.join(words)!r}; kinds: {', '.join(KINDS)}")
+    return ([kind] if kind else list(KINDS)), (rest[0] if rest else "*")
 
+
+def cmd_list(args) -> int:
+    from ..registry import REGISTRIES, matching
+
+    kinds, pattern = list_selection(args.selection)
     shown = 0
-    for kind in [args.kind] if args.kind else KINDS:
+    for kind in kinds:
         reg = REGISTRIES[kind]
         if args.plugins:
             rows, errors = imported_rows(reg, plugins_only=True), reg.plugin_errors()
         else:
             rows, errors = source_rows(reg)
-        if args.plugins and not rows and not errors:
+        if pattern != "*":
+            keep = set(matching([r[0] for r in rows] + list(errors), pattern))
+            rows, errors = [r for r in rows if r[0] in keep], {k: v for k, v in errors.items() if k in keep}
+        if (args.plugins or pattern != "*") and not rows and not errors:
             continue
         print(f"{kind}:")
         for name, origin, summary in rows:
@@ -41,8 +57,11 @@ def cmd_list(args) -> int:
             print(f"  {name:<20} BROKEN: {msg}")
         shown += 1
     if args.plugins and not shown:
-        groups = ", ".join(REGISTRIES[k].group for k in ([args.kind] if args.kind else KINDS))
+        groups = ", ".join(REGISTRIES[k].group for k in kinds)
         print(f"no plugin components installed (entry-point groups {groups})")
+    elif not shown:
+        raise ConfigError(f"list: no {' or '.join(kinds) if len(kinds) == 1 else 'component'} name matches "
+                          f"{pattern!r}; see gemfactory list")
     return 0
 
 

@@ -3,16 +3,19 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import CONNECTORS
+from .base import Connector
 
 
-class MLPGelu(nn.Sequential):
+class MLPGelu(Connector, nn.Sequential):
     depth = 2
 
-    def __init__(self, in_dim: int, out_dim: int):
+    def __init__(self, in_dim: int, out_dim: int, **options):
+        self.check_options(options)
         layers = [nn.Linear(in_dim, out_dim)]
         for _ in range(self.depth - 1):
             layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
-        super().__init__(*layers)
+        nn.Sequential.__init__(self, *layers)
+        self.set_dims(in_dim, out_dim)
 
 
 @CONNECTORS.register_pattern(r"mlp(\d+)x_gelu", "mlp{N}x_gelu")
@@ -21,5 +24,6 @@ def mlp_family(match):
     depth = int(match.group(1))
     if not 1 <= depth <= 16:
         raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
-    return type(f"MLP{depth}xGelu", (MLPGelu,), {"depth": depth, "__doc__": f"{depth} linear layers with GELU"})
+    attrs = {"depth": depth, "name": match.group(0), "__doc__": f"{depth} linear layers with GELU"}
+    return type(f"MLP{depth}xGelu", (MLPGelu,), attrs)
 

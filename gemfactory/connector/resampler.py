@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import CONNECTORS
+from .base import Connector
 
 
 class _CrossAttentionLayer(nn.Module):
@@ -32,17 +33,18 @@ class _CrossAttentionLayer(nn.Module):
 
 
 @CONNECTORS.register("resampler")
-class Resampler(nn.Module):
+class Resampler(Connector):
     """Perceiver resampler: num_queries learned queries cross-attend to the encoder tokens."""
+
+    name = "resampler"
+    OPTIONS = ("num_queries", "depth", "heads", "mlp_ratio")
+    changes_token_count = True
 
     def __init__(self, in_dim: int, out_dim: int, num_queries: int = 64, depth: int = 2,
                  heads: int | None = None, mlp_ratio: float = 4.0, **unknown):
         super().__init__()
-        if unknown:
-            raise ConfigError(
-                f"connector 'resampler': unknown options {sorted(unknown)}; expected some of "
-                "num_queries, depth, heads, mlp_ratio"
-            )
+        self.check_options(unknown)
+        self.set_dims(in_dim, out_dim)
         for key, value in (("num_queries", num_queries), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"connector 'resampler': {key} must be a positive integer, got {value!r}")

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..connector.base import Connector
 from ..errors import ConfigError, DataError
 from ..registry import CONNECTORS, ECG_ENCODERS, VISION_TOWERS
 from . import packed_attention  # noqa: F401  (registers the sdpa_packed attention kernel)
@@ -49,7 +50,7 @@ class GemForCausalLM(GemPreTrainedModel):
             self.connectors["image"] = _connector(config, "image", self.vision_tower.hidden_size, llm_width)
             self.anyres = self.vision_tower.anyres_layout()
             if self.anyres is not None:
-                if hasattr(self.connectors["image"], "output_tokens"):
+                if self.connectors["image"].changes_token_count:
                     raise ConfigError("model.vision.options.anyres_grid: cannot be combined with a connector "
                                       "that changes the token count (e.g. resampler)")
                 self.image_newline = nn.Parameter(torch.zeros(llm_width))
@@ -90,8 +91,7 @@ class GemForCausalLM(GemPreTrainedModel):
         out = {}
         for key, encoder in (("image", self.vision_tower), ("ecg", self.ecg_encoder)):
             if encoder is not None:  # a connector may change the count (resampler: num_queries)
-                count = getattr(self.connectors[key], "output_tokens", None)
-                out[key] = count(encoder.num_tokens) if callable(count) else encoder.num_tokens
+                out[key] = self.connectors[key].output_tokens(encoder.num_tokens)
         return out
 
     def encode_images(self, pixel_values: torch.Tensor, image_sizes=None) -> torch.Tensor:
@@ -195,18 +195,19 @@ class GemForCausalLM(GemPreTrainedModel):
         return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
 
 
-class SharedTail(nn.Module):
+class SharedTail(Connector):
     """``first``, then a connector owned by another modality (held outside this module's
     parameters, so its weights are saved and trained once, under that modality)."""
 
-    def __init__(self, first: nn.Module, shared: nn.Module):
+    def __init__(self, first: Connector, shared: Connector):
         super().__init__()
         self.first = first
         self._shared = (shared,)
+        self.changes_token_count = first.changes_token_count or shared.changes_token_count
+        self.set_dims(first.in_dim, shared.out_dim)
 
     def output_tokens(self, n_in: int) -> int:
-        count = getattr(self._shared[0], "output_tokens", None)
-        return count(n_in) if callable(count) else n_in
+        return self._shared[0].output_tokens(self.first.output_tokens(n_in))
 
     def forward(self, x):
         return self._shared[0](self.first(x))
@@ -221,6 +222,10 @@ def _connector(config: GemConfig, modality: str, in_dim: int, out_dim: int) -> n
     if spec is None:
         raise DataError(f"config.connectors.{modality} is missing for the {modality} encoder")
     try:
-        return CONNECTORS.get(spec["name"])(in_dim, out_dim, **spec.get("options", {}))
+        connector = CONNECTORS.get(spec["name"])(in_dim, out_dim, **spec.get("options", {}))
     except ConfigError as exc:  # name the recipe key
         raise ConfigError(f"model.connectors.{modality}: {exc}") from None
+    if not isinstance(connector, Connector):
+        raise ConfigError(f"model.connectors.{modality}: connector {spec['name']!r} builds a "
+                          f"{type(connector).__name__}, not a gemfactory.connector.base.Connector")
+    return connector

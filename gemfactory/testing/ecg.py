@@ -9,7 +9,7 @@ from ..ecg.base import ECGEncoder
 from ..ecg.spec import SignalSpec
 from ..registry import ECG_ENCODERS
 from .kit import Failed, Findings
-from .modules import check_module, positive_int, saved_as_json, subclass_of
+from .modules import check_module, positive_int, rejects_unknown, saved_as_json, subclass_of
 from .train_step import check_train_step, model_config
 
 BATCH = 2
@@ -18,6 +18,7 @@ BATCH = 2
 def check(name: str, findings: Findings) -> None:
     cls = ECG_ENCODERS.get(name)
     arch, spec = findings.need("tiny config", _tiny_config, cls)
+    findings.check("unknown option", rejects_unknown, lambda extra: cls.resolve({"tiny": True, **extra}, {}))
 
     def build(seed: int) -> ECGEncoder:  # as GemForCausalLM does, from the JSON of config.json
         torch.manual_seed(seed)

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .kit import Failed, Findings
 
 
@@ -31,6 +32,17 @@ def subclass_of(obj, base: type) -> type:
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise Failed(f"{obj!r} is not a subclass of {base.__module__}.{base.__qualname__}")
     return obj
+
+
+def rejects_unknown(build: Callable[[dict], object]) -> str:
+    """``build(extra_options)`` with one option nobody declares must raise a one-line ConfigError."""
+    try:
+        build({"no_such_option": 1})
+    except ConfigError as exc:
+        if "no_such_option" not in str(exc):
+            raise Failed(f"the ConfigError for an unknown option does not name it: {exc}") from None
+        return f"an unknown option is refused: {' '.join(str(exc).split())}"
+    raise Failed("an unknown option 'no_such_option' was accepted; expected a ConfigError naming it")
 
 
 def check_module(findings: Findings, module: nn.Module, build: Callable[[int], nn.Module], inputs: tuple,

@@ -10,7 +10,7 @@ from PIL import Image
 from ..registry import VISION_TOWERS
 from ..vision.base import VisionTower
 from .kit import Failed, Findings
-from .modules import check_module, positive_int, saved_as_json, subclass_of
+from .modules import check_module, positive_int, rejects_unknown, saved_as_json, subclass_of
 from .train_step import check_train_step, model_config
 
 SIZES = ((48, 40), (40, 56))  # two images (width, height) of different shapes
@@ -19,6 +19,7 @@ SIZES = ((48, 40), (40, 56))  # two images (width, height) of different shapes
 def check(name: str, findings: Findings) -> None:
     cls = VISION_TOWERS.get(name)
     arch, options = findings.need("tiny config", _tiny_config, cls)
+    findings.check("unknown option", rejects_unknown, lambda extra: cls.resolve(dict(cls.tiny_arch), extra, None))
 
     def build(seed: int) -> VisionTower:  # as GemForCausalLM does, from the JSON of config.json
         torch.manual_seed(seed)

@@ -1,23 +1,29 @@
 """``pooled_linear``: average each ``stride`` neighbouring tokens, then one linear projection.
 
 It shortens what the LLM reads: N encoder tokens -> ceil(N / stride) tokens (the last group may be
-shorter). A connector that changes the token count says so with ``output_tokens``.
+shorter). A connector that changes the token count says so with ``changes_token_count`` and
+``output_tokens``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from gemfactory.connector.base import Connector
 from gemfactory.errors import ConfigError
 
 
-class PooledLinear(nn.Module):
+class PooledLinear(Connector):
     """Average-pool `stride` neighbouring tokens, then project to the LLM width."""
+
+    name = "pooled_linear"
+    OPTIONS = ("stride",)
+    changes_token_count = True
 
     def __init__(self, in_dim: int, out_dim: int, stride: int = 2, **unknown):
         super().__init__()
-        if unknown:
-            raise ConfigError(f"connector 'pooled_linear': unknown options {sorted(unknown)}; expected stride")
+        self.check_options(unknown)
+        self.set_dims(in_dim, out_dim)
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ConfigError(f"connector 'pooled_linear': stride must be a positive integer, got {stride!r}")
         self.stride = stride

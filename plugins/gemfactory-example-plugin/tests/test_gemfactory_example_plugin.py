@@ -44,7 +44,7 @@ def test_pooled_linear_averages_neighbours_then_projects():
     expected = conn.proj(torch.stack([tokens[0, :2].mean(0), tokens[0, 2:4].mean(0), tokens[0, 4]]))
     assert conn.output_tokens(5) == 3
     assert torch.allclose(conn(tokens)[0], expected, atol=1e-6)
-    with pytest.raises(ConfigError, match="unknown options \\['strde'\\]; expected stride"):
+    with pytest.raises(ConfigError, match="unknown option 'strde' \\(options it takes: stride\\)"):
         CONNECTORS.get("pooled_linear")(3, 4, strde=2)
 
 
