@@ -140,7 +140,7 @@ class Payload:
 
 
 def test_weight_file_with_pickled_objects_is_refused(tmp_path):
-    from gemfactory.model.weights import load_state_file
+    from gemfactory.weights import load_state_file
 
     marker = tmp_path / "code-ran"
     path = tmp_path / "ecg_encoder.pt"

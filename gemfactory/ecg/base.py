@@ -49,7 +49,7 @@ class ECGEncoder(nn.Module):
         return arch, base
 
     def load_pretrained(self, path: str) -> None:
-        from ..model.weights import load_state_file
+        from ..weights import load_state_file
 
         state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
         load_checked(self, state, path, "model.ecg.arch / model.ecg.signal", "")

@@ -179,7 +179,7 @@ class ECGImageEncoder(ECGEncoder):
             except GemError as exc:
                 raise _renamed(exc) from None
             return
-        from ..model.weights import load_state_file
+        from ..weights import load_state_file
 
         state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
         load_checked(self.tower, state, path, "model.ecg.arch.tower_arch", f" of the {self.arch['tower']!r} tower")

@@ -153,7 +153,7 @@ def load_connector(module, path: str, key: str) -> None:
     """Trained connector weights: a state dict of the connector alone, or a LLaVA projector file
     (``model.mm_projector.0.weight`` ...: everything up to ``mm_projector.`` is dropped)."""
     from ..errors import CheckpointError
-    from .weights import load_state_file
+    from ..weights import load_state_file
 
     state = {k.split("mm_projector.", 1)[-1]: v for k, v in load_state_file(path, key=key).items()}
     try:

@@ -112,7 +112,7 @@ class OpenCLIPTower(VisionTower):
     def load_pretrained(self, path: str) -> None:
         from open_clip.model import resize_pos_embed
 
-        from ..model.weights import load_state_file
+        from ..weights import load_state_file
 
         state = {k.removeprefix("module."): v for k, v in load_state_file(path, key="model.vision.path").items()}
         if any(k.startswith("visual.") for k in state):

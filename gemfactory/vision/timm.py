@@ -124,7 +124,7 @@ class TimmTower(VisionTower):
         return full, options
 
     def load_pretrained(self, path: str) -> None:
-        from ..model.weights import load_state_file
+        from ..weights import load_state_file
 
         state = {k.removeprefix("module."): v for k, v in load_state_file(path, key="model.vision.path").items()}
         try:

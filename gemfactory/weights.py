@@ -1,9 +1,10 @@
-"""Reading weight files safely: safetensors, or torch.load with weights_only=True."""
+"""Reading weight files safely (safetensors, or torch.load with weights_only=True); the file-I/O layer, so
+components and the model both use it."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CheckpointError
+from .errors import CheckpointError
 
 
 def load_state_file(path: str, key: str = "path") -> dict:
