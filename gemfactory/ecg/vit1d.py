@@ -4,6 +4,10 @@ A Conv1d patch embedding (kernel = stride = patch size) over the leads, a CLS to
 positions and pre-norm transformer blocks. Full size: 12 x 5000 samples (10 s at 500 Hz), patch
 50 -> 1 + 100 = 101 tokens of width 768, 12 layers, 12 heads. Block names follow open_clip's
 (``ln_1``, ``attn``, ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj``) so ECG-CoCa weights map directly.
+
+``arch.output`` chooses where the tokens are taken: ``ln_post`` (after the final LayerNorm, as
+ECG-CoCa's own token output) or ``pre_ln_post`` (the last transformer block's output, which is what
+GEM feeds its LLM: ECG-CoCa's ``output_last_transformer_layer=True``).
 """
 from __future__ import annotations
 
@@ -34,10 +38,13 @@ class _Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+OUTPUTS = ("ln_post", "pre_ln_post")  # after the final LayerNorm | the last block's output (GEM)
+
+
 @ECG_ENCODERS.register("vit1d")
 class ViT1D(ECGEncoder):
     default_arch = dict(width=768, layers=12, heads=12, patch_size=50, mlp_ratio=4.0,
-                        output_tokens="cls_patch")
+                        output_tokens="cls_patch", output="ln_post")
     tiny_arch = dict(width=64, layers=2, heads=4, patch_size=50,
                      _signal=dict(fs=100.0, n_samples=1000))
     default_signal = dict(fs=500.0, n_samples=5000, normalisation="none")
@@ -45,6 +52,7 @@ class ViT1D(ECGEncoder):
     def __init__(self, arch: dict, signal_spec):
         super().__init__(arch, signal_spec)
         a = self.arch
+        a.setdefault("output", "ln_post")  # models saved before the option existed
         if signal_spec.n_samples % a["patch_size"]:
             raise ConfigError(
                 f"model.ecg: signal length {signal_spec.n_samples} is not a multiple of "
@@ -56,6 +64,8 @@ class ViT1D(ECGEncoder):
             raise ConfigError(
                 f"model.ecg.arch.output_tokens: {a['output_tokens']!r} is not one of cls_patch, patch, cls"
             )
+        if a["output"] not in OUTPUTS:
+            raise ConfigError(f"model.ecg.arch.output: {a['output']!r} is not one of {', '.join(OUTPUTS)}")
         n_patches = signal_spec.n_samples // a["patch_size"]
         width = a["width"]
         self.conv1 = nn.Conv1d(signal_spec.n_leads, width, a["patch_size"], a["patch_size"], bias=False)
@@ -79,7 +89,8 @@ class ViT1D(ECGEncoder):
         x = self.ln_pre(x)
         for block in self.blocks:
             x = block(x)
-        x = self.ln_post(x)
+        if self.arch["output"] == "ln_post":
+            x = self.ln_post(x)
         mode = self.arch["output_tokens"]
         return x if mode == "cls_patch" else (x[:, 1:] if mode == "patch" else x[:, :1])
 

@@ -70,7 +70,7 @@ TIMM_TINY = {
     "resnet": dict(layers=[1, 1, 1, 1]),
 }
 # ECG-encoder arch keys that are choices rather than sizes
-ECG_KEEP = {"vit1d": ("output_tokens", "patch_size"), "resnet1d": ("norm", "stem_pool")}
+ECG_KEEP = {"vit1d": ("output_tokens", "output", "patch_size"), "resnet1d": ("norm", "stem_pool")}
 
 
 # ---------------------------------------------------------------------------------------------
