@@ -71,7 +71,7 @@ def cmd_memory(args) -> int:
 
 
 def cmd_template_check(args) -> int:
-    from ..template.check import check_recipe_template
+    from ..data.template_check import check_recipe_template
 
     return check_recipe_template(args.recipe, args.overrides, args.n)
 

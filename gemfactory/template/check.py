@@ -1,4 +1,5 @@
-"""``gemfactory template check``: show rendered samples with the supervised spans marked."""
+"""Rendered samples with the supervised spans marked ⟦like this⟧, and the check that exactly the
+assistant replies are supervised (used by ``gemfactory template check`` and the conformance kit)."""
 from __future__ import annotations
 
 from ..errors import DataError
@@ -41,26 +42,3 @@ def check_sample(template, turns, tokenizer) -> str:
         raise DataError(f"text outside the assistant replies is supervised: {extra.strip()[:60]!r}")
     return marked(tokenizer, enc.input_ids, enc.labels)
 
-
-def check_recipe_template(recipe_path: str, overrides, n: int) -> int:
-    from ..config import load_recipe
-    from ..data.dataset import load_items
-    from ..model.builder import recipe_template, tokenizer_for_recipe
-    from ..template.base import normalize_conversation
-
-    recipe = load_recipe(recipe_path, overrides)
-    template = recipe_template(recipe)
-    tokenizer = tokenizer_for_recipe(recipe, template)
-    items = load_items(recipe.stages[0].train or recipe.data.train)[:n]
-    failures = 0
-    for item in items:
-        item_id = item.get("id", "?")
-        try:
-            turns = normalize_conversation(item.get("conversations", item.get("conversation")), item_id)
-            print(f"--- {item_id} ({template.name})\n{check_sample(template, turns, tokenizer)}\n")
-        except DataError as exc:
-            failures += 1
-            print(f"--- {item_id}: FAILED: {exc}\n")
-    if failures:
-        raise DataError(f"template {template.name}: {failures} of {len(items)} samples failed the check")
-    return 0
