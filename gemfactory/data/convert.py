@@ -26,118 +26,20 @@ whole conversion refused with one error (``on_bad="error"``). Output files are w
 """
 from __future__ import annotations
 
-import ast
-import csv
-import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
 from ..fileio import write_text_atomic
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN, PLACEHOLDERS, ROLE_ALIASES
 from .context import check_context
-from .dataset import read_json_list
+from .convert_items import (BadItem, Conversion, check_image, check_record, check_visual_prompts, dumps_items,
+                            read_json_items, record_path, split_path)
+from .convert_ptbxl import PTBXL_CLASS_QUESTION, convert_ptbxl  # noqa: F401  (PTBXL_CLASS_QUESTION: public)
 
 SOURCES = ("llava", "ecginstruct", "ptbxl")
 ON_BAD = ("skip", "error")
 _ROLE_OUT = {"user": "human", "assistant": "gpt", "system": "system"}
 _FIRST_KEYS = ("id", "ecg", "image", "conversations", "context", "visual_prompts")
-_RECORD_SUFFIXES = (".hea", ".dat", ".mat")
-#: PTB-XL diagnostic super-classes, in the order answers list them.
-PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
-PTBXL_COLUMNS = ("ecg_id", "filename_lr", "filename_hr", "scp_codes", "report", "strat_fold")
-PTBXL_CLASS_QUESTION = (f"{ECG_TOKEN}\nWhich PTB-XL diagnostic super-classes "
-                        f"({', '.join(PTBXL_SUPERCLASSES)}) does this ECG show?")
-PTBXL_REPORT_QUESTION = f"{ECG_TOKEN}\nWrite the clinical report for this ECG."
-_MAX_IDS_SHOWN = 20
-
-
-class BadItem(Exception):
-    """One malformed item (internal: collected, then skipped or raised as one DataError)."""
-
-    def __init__(self, item_id: str, reason: str):
-        super().__init__(f"sample {item_id}: {reason}")
-        self.item_id = item_id
-        self.reason = reason
-
-
-@dataclass
-class Conversion:
-    """What a conversion produced: items (and test items with ``--split``) plus malformed ones."""
-
-    source: str
-    total: int = 0  # input entries (items, or CSV rows for ptbxl)
-    items: list[dict] = field(default_factory=list)
-    test_items: list[dict] | None = None
-    bad: list[BadItem] = field(default_factory=list)
-
-    def bad_line(self) -> str:
-        ids = [b.item_id for b in self.bad]
-        shown = ", ".join(ids[:_MAX_IDS_SHOWN]) + (f", ... ({len(ids) - _MAX_IDS_SHOWN} more)"
-                                                   if len(ids) > _MAX_IDS_SHOWN else "")
-        return _one_line(f"{len(self.bad)} of {self.total} {self._unit()} malformed: {shown}; "
-                         f"first: {self.bad[0]}")
-
-    def _unit(self) -> str:
-        return "rows" if self.source == "ptbxl" else "items"
-
-
-# ------------------------------------------------------------------------------------------
-# shared helpers
-def _one_line(text: str) -> str:
-    return re.sub(r"\s*\n\s*", " ", text)
-
-
-def read_json_items(path: str | Path) -> list:
-    """A JSON list, or JSON lines (``.jsonl``); file-level problems raise :class:`DataError`."""
-    return read_json_list(path, kind="input", noun="items")
-
-
-def dumps_items(items: list[dict], jsonl: bool = False) -> str:
-    """The canonical file text (stable: same items, same bytes); ``jsonl``: one item per line."""
-    if jsonl:
-        return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    return json.dumps(items, indent=1, ensure_ascii=False) + "\n"
-
-
-def split_path(out: str | Path) -> Path:
-    """``data.json`` -> ``data_test.json`` (where ``--split`` writes the held-out fold)."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}_test{out.suffix or '.json'}")
-
-
-def record_path(value: str) -> str:
-    """A WFDB record path without the ``.hea``/``.dat``/``.mat`` suffix."""
-    value = value.strip()
-    for suffix in _RECORD_SUFFIXES:
-        if value.endswith(suffix):
-            return value[: -len(suffix)]
-    return value
-
-
-def _check_record(item_id: str, ecg: str, ecg_folder) -> None:
-    if ecg_folder is None:
-        return
-    header = Path(ecg_folder) / f"{ecg}.hea"
-    if not header.is_file():
-        raise BadItem(item_id, f"ECG record {ecg!r} not found (no header {header})")
-
-
-def _check_image(item_id: str, image: str, image_folder) -> None:
-    if image_folder is not None and not (Path(image_folder) / image).is_file():
-        raise BadItem(item_id, f"image {image!r} not found in {image_folder}")
-
-
-def _check_visual_prompts(item_id: str, prompts) -> None:
-    """Only the shape is checked here: a list of objects that each name a ``type``."""
-    if not isinstance(prompts, list):
-        raise BadItem(item_id, f"visual_prompts must be a list of objects, got {type(prompts).__name__}")
-    for k, vp in enumerate(prompts):
-        if not isinstance(vp, dict):
-            raise BadItem(item_id, f"visual_prompts[{k}] must be an object, got {type(vp).__name__}")
-        if not isinstance(vp.get("type"), str) or not vp["type"].strip():
-            raise BadItem(item_id, f"visual_prompts[{k}] has no 'type' (expected e.g. 'bbox', 'arrow')")
 
 
 # ------------------------------------------------------------------------------------------
@@ -241,13 +143,13 @@ def canonical_item(raw, index: int, *, add_placeholders: bool = True, ecg_folder
         except DataError as exc:
             raise BadItem(item_id, str(exc).split(": ", 1)[1]) from None
     if "visual_prompts" in raw:
-        _check_visual_prompts(item_id, raw["visual_prompts"])
+        check_visual_prompts(item_id, raw["visual_prompts"])
         if raw["visual_prompts"] and "image" not in paths:
             raise BadItem(item_id, "has visual_prompts but no image to draw them on")
     if "ecg" in paths:
-        _check_record(item_id, paths["ecg"], ecg_folder)
+        check_record(item_id, paths["ecg"], ecg_folder)
     if "image" in paths:
-        _check_image(item_id, paths["image"], image_folder)
+        check_image(item_id, paths["image"], image_folder)
 
     out = {"id": item_id, **paths, "conversations": turns}
     for key in ("context", "visual_prompts"):
@@ -282,128 +184,6 @@ def convert_llava(src, *, ecg_folder=None, image_folder=None) -> Conversion:
 def convert_ecginstruct(src, *, ecg_folder=None, image_folder=None) -> Conversion:
     return _convert_items("ecginstruct", read_json_items(src), add_placeholders=False,
                           ecg_folder=ecg_folder, image_folder=image_folder)
-
-
-# ------------------------------------------------------------------------------------------
-# PTB-XL
-def _ptbxl_files(src) -> tuple[Path, Path]:
-    src = Path(src)
-    database = src / "ptbxl_database.csv" if src.is_dir() else src
-    statements = database.with_name("scp_statements.csv")
-    for p, what in ((database, "PTB-XL database table"), (statements, "PTB-XL SCP statement table")):
-        if not p.is_file():
-            raise DataError(f"{what} not found: {p}")
-    return database, statements
-
-
-def _read_csv(path: Path) -> list[dict]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-
-
-def ptbxl_superclass_map(statements: Path) -> dict[str, str]:
-    """SCP code -> diagnostic super-class, for the codes marked diagnostic."""
-    rows = _read_csv(statements)
-    if not rows:
-        raise DataError(f"{statements}: no rows")
-    fields = list(rows[0])
-    missing = [c for c in ("diagnostic", "diagnostic_class") if c not in fields]
-    if missing:
-        raise DataError(f"{statements}: missing columns {missing}; the first column holds the SCP code")
-    code_col = fields[0]
-    out = {}
-    for row in rows:
-        try:
-            diagnostic = float(row["diagnostic"] or 0) == 1.0
-        except ValueError:
-            diagnostic = False
-        cls = (row["diagnostic_class"] or "").strip()
-        if diagnostic and cls in PTBXL_SUPERCLASSES:
-            out[(row[code_col] or "").strip()] = cls
-    return out
-
-
-def _ptbxl_int(item_id: str, row: dict, key: str) -> int:
-    value = (row.get(key) or "").strip()
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadItem(item_id, f"{key} must be a number, got {value!r}") from None
-    if not number.is_integer():
-        raise BadItem(item_id, f"{key} must be a whole number, got {value!r}")
-    return int(number)
-
-
-def _ptbxl_record(row: dict, n: int, superclass: dict[str, str], rate: int, ecg_folder) -> list[dict]:
-    raw_id = (row.get("ecg_id") or "").strip()
-    item_id = f"ptbxl-{raw_id}" if raw_id else f"row {n}"
-    ecg_id = _ptbxl_int(item_id, row, "ecg_id")
-    item_id = f"ptbxl-{ecg_id:05d}"
-    fold = _ptbxl_int(item_id, row, "strat_fold")
-    if not 1 <= fold <= 10:
-        raise BadItem(item_id, f"strat_fold must be 1..10, got {fold}")
-    column = "filename_hr" if rate == 500 else "filename_lr"
-    ecg = record_path(row.get(column) or "")
-    if not ecg:
-        raise BadItem(item_id, f"{column} is empty")
-    text = (row.get("scp_codes") or "").strip()
-    try:
-        codes = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise BadItem(item_id, f"scp_codes is not a dict literal: {text[:60]!r}") from None
-    if not isinstance(codes, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in codes.items()):
-        raise BadItem(item_id, f"scp_codes must map SCP codes to likelihoods, got {text[:60]!r}")
-    _check_record(item_id, ecg, ecg_folder)
-    found = {superclass[c] for c in codes if c in superclass}
-    classes = [c for c in PTBXL_SUPERCLASSES if c in found]
-    report = (row.get("report") or "").strip()
-    items = []
-    if classes:
-        items.append({"id": f"{item_id}-superclass", "ecg": ecg, "conversations": [
-            {"from": "human", "value": PTBXL_CLASS_QUESTION},
-            {"from": "gpt", "value": ", ".join(classes)}]})
-    if report:
-        items.append({"id": f"{item_id}-report", "ecg": ecg, "conversations": [
-            {"from": "human", "value": PTBXL_REPORT_QUESTION},
-            {"from": "gpt", "value": report}]})
-    if not items:
-        raise BadItem(item_id, "no diagnostic super-class and no report: nothing to ask")
-    for item in items:
-        item["strat_fold"] = fold
-    return items
-
-
-def convert_ptbxl(src, *, rate: int = 500, split: bool = False, ecg_folder=None) -> Conversion:
-    if rate not in (100, 500):
-        raise DataError(f"ptbxl: rate must be 100 or 500 Hz, got {rate}")
-    database, statements = _ptbxl_files(src)
-    superclass = ptbxl_superclass_map(statements)
-    rows = _read_csv(database)
-    if not rows:
-        raise DataError(f"{database}: no rows")
-    missing = [c for c in PTBXL_COLUMNS if c not in rows[0]]
-    if missing:
-        raise DataError(f"{database}: missing columns {missing}; expected {list(PTBXL_COLUMNS)}")
-    conv = Conversion("ptbxl", total=len(rows), test_items=[] if split else None)
-    seen: set[int] = set()
-    for n, row in enumerate(rows, start=2):  # line 1 is the header
-        try:
-            items = _ptbxl_record(row, n, superclass, rate, ecg_folder)
-            base = items[0]["id"].rsplit("-", 1)[0]
-            if base in seen:
-                raise BadItem(base, "duplicate ecg_id")
-            seen.add(base)
-        except BadItem as bad:
-            conv.bad.append(bad)
-            continue
-        target = conv.test_items if split and items[0]["strat_fold"] == 10 else conv.items
-        target.extend(items)
-    return conv
 
 
 # ------------------------------------------------------------------------------------------
