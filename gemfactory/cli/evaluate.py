@@ -10,7 +10,7 @@ def register(sub) -> None:
     s = sub.add_parser("eval", help="score a checkpoint on an eval task")
     s.add_argument("checkpoint")
     s.add_argument("--task", required=True)
-    s.add_argument("--data", required=True)
+    s.add_argument("--data", required=True, help="JSON list of items (heart_rate: a folder of WFDB records)")
     s.add_argument("--image-folder")
     s.add_argument("--ecg-folder")
     s.add_argument("--limit", type=int)
@@ -43,6 +43,10 @@ def cmd_eval(args) -> int:
     print(f"{args.task}: accuracy {m['accuracy']:.3f} on {m['n']} samples ({m['unparsed']} unparsable)")
     for kind, km in m.get("by_kind", {}).items():
         print(f"  {kind}: accuracy {km['accuracy']:.3f} on {km['n']}")
+    for label, lm in m.get("by_label", {}).items():
+        print(f"  {label}: accuracy {lm['accuracy']:.3f} on {lm['n']}")
+    for unusable in m.get("unusable", []):  # records a task could not score, each with its reason
+        print(f"  not scored: {unusable['record']}: {unusable['reason']}")
     if args.out:
         from pathlib import Path
 

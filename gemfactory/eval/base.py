@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.dataset import load_items
 from ..errors import GemError
 
 
@@ -16,6 +17,7 @@ class Scored:
     correct: bool
     answer: str = ""  # the reference answer text of the conversation (free-text scores such as ROUGE-L)
     scores: dict = field(default_factory=dict)  # per-label yes-probabilities, when the task probes them
+    details: dict = field(default_factory=dict)  # what the task knows of the item (heart_rate: detector rate)
 
 
 class EvalTask:
@@ -32,6 +34,14 @@ class EvalTask:
             known = ", ".join(self.options) or "none"
             raise GemError(f"eval task {self.name!r}: unknown option {unknown[0]!r} (options: {known})")
         self.opts = {**self.options, **options}
+
+    def load(self, data, loaded=None) -> list[dict]:
+        """The items of ``--data`` (a JSON list of items; a task may read other layouts, e.g. a folder)."""
+        return load_items(data)
+
+    def details(self, item: dict) -> dict:
+        """Facts about ``item`` kept beside its answer in the record (none by default)."""
+        return {}
 
     def check(self, item: dict) -> None:
         """Raise a DataError naming the item when it cannot be scored (called on every item first)."""

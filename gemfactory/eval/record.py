@@ -24,6 +24,17 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def data_sha256(path: str | Path) -> str:
+    """sha256 of a data file; of a folder: of its files' relative paths and sha256s, in sorted order."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -57,12 +68,13 @@ def build(checkpoint, result: dict, data, seed: int, options: dict | None = None
                   "components": components(config, recipe)},
         "recipe": recipe,
         "task": result["task"], "task_options": dict(options or {}),
-        "data": {"path": str(data), "sha256": sha256(data)},
+        "data": {"path": str(data), "sha256": data_sha256(data)},
         "seed": seed, "versions": versions(),
         "metrics": result["metrics"],
         "samples": [{"id": s["id"], "prompt": s["prompt"], "prediction": s["prediction"], "parsed": s["parsed"],
-                     "reference": s["reference"], "correct": s["correct"], **({"scores": s["scores"]}
-                                                                             if s.get("scores") else {})}
+                     "reference": s["reference"], "correct": s["correct"],
+                     **({"scores": s["scores"]} if s.get("scores") else {}),
+                     **({"details": s["details"]} if s.get("details") else {})}
                     for s in result["samples"]],
     }
 

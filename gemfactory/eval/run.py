@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.context import apply_context
-from ..data.dataset import load_items
 from ..errors import DataError
 from ..infer.generate import GenerationSettings, Prompt, generate
 from ..registry import EVAL_TASKS
@@ -18,7 +17,8 @@ def evaluate(loaded, task_name: str, data: str, image_folder: str | None = None,
     import torch
 
     task = EVAL_TASKS.get(task_name)(**(options or {}))
-    items = load_items(data)[:limit] if limit else load_items(data)
+    items = task.load(data, loaded)
+    items = items[:limit] if limit else items
     for item in items:  # a malformed item fails before any generation
         task.check(item)
     torch.manual_seed(seed)
@@ -36,7 +36,7 @@ def evaluate(loaded, task_name: str, data: str, image_folder: str | None = None,
             parsed = task.parse(item, text)
             ref = task.reference(item)
             s = Scored(str(item.get("id")), prompt.turns[-1].text, text, ref, parsed, parsed == ref,
-                       answer=_answer(item), scores=_probe(loaded, task, item, prompt))
+                       answer=_answer(item), scores=_probe(loaded, task, item, prompt), details=task.details(item))
             scored.append(s)
             by_kind.setdefault(item.get("task", task_name), []).append(s)
         if progress:
