@@ -15,7 +15,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from ..connector.base import Connector
 from ..errors import ConfigError, DataError
 from ..registry import CONNECTORS, ECG_ENCODERS, VISION_TOWERS
-from . import packed_attention  # noqa: F401  (registers the sdpa_packed attention kernel)
+from .chunked_loss import linear_cross_entropy
+from .packed_attention import varlen_kwargs_from_positions  # importing registers the sdpa_packed kernel
 from .configuration import GemConfig
 
 
@@ -44,6 +45,7 @@ class GemForCausalLM(GemPreTrainedModel):
         self.ecg_encoder = None
         self.connectors = nn.ModuleDict()
         self.feature_caches: dict = {}  # modality -> FeatureCache while a stage keeps that tower frozen
+        self.fused_loss = False  # training.fused_loss: set by the trainer for a stage (model/chunked_loss.py)
         if config.vision:
             cls = VISION_TOWERS.get(config.vision["name"])
             self.vision_tower = cls(config.vision["arch"], config.vision["options"])
@@ -176,6 +178,10 @@ class GemForCausalLM(GemPreTrainedModel):
             inputs_embeds = self.embed(input_ids, pixel_values, ecg, image_sizes)
         if attention_mask is None and position_ids is not None and past_key_values is None and use_cache is None:
             use_cache = False  # packed rows (data/packing.py): transformers finds sample bounds only without a cache
+            if "cu_seq_lens_q" not in kwargs:  # sample bounds once per batch, for every layer's kernel
+                kwargs.update(varlen_kwargs_from_positions(position_ids, inputs_embeds.shape[0]))
+        if labels is not None and self.fused_loss:
+            return self._fused_loss_forward(inputs_embeds, attention_mask, position_ids, labels, kwargs)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -185,6 +191,15 @@ class GemForCausalLM(GemPreTrainedModel):
             use_cache=use_cache,
             **kwargs,
         )
+
+    def _fused_loss_forward(self, inputs_embeds, attention_mask, position_ids, labels, kwargs):
+        """training.fused_loss: the decoder's hidden states, then lm_head + cross-entropy in chunks
+        (model/chunked_loss.py); no logits are returned."""
+        out = self.language_model.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                                position_ids=position_ids, use_cache=False, **kwargs)
+        loss = linear_cross_entropy(out.last_hidden_state, self.language_model.get_output_embeddings(), labels,
+                                    kwargs.get("num_items_in_batch"))
+        return CausalLMOutputWithPast(loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, pixel_values=None, ecg=None, image_sizes=None, **kwargs):
