@@ -165,8 +165,10 @@ def test_nan_handling(tmp_path):
     assert stats.nan_replaced == 1
     sig[1] = np.nan
     write_ecg(tmp_path / "dead", sig, 500, ["I", "II"])
-    with pytest.raises(ECGError, match=r"dead.*\['II'\].*no finite samples"):
+    with pytest.raises(ECGError) as e:
         read_ecg(tmp_path / "dead", SignalSpec(leads=("I", "II")))
+    assert str(e.value) == (f"ECG record {tmp_path / 'dead'}: leads ['II'] contain no finite samples "
+                            f"(all NaN/missing); expected a measured signal")
     # the dead lead is not read when the spec does not need it
     assert read_ecg(tmp_path / "dead", SignalSpec(leads=("I",), n_samples=2000)).shape == (1, 2000)
 
@@ -175,7 +177,8 @@ def test_write_read_round_trip(tmp_path):
     sig = synthetic(12, 3000, seed=3)
     write_ecg(tmp_path / "rt", sig, 500, STANDARD_LEADS)
     assert inspect_record(tmp_path / "rt") == {"fs": 500.0, "n_samples": 3000,
-                                               "leads": list(STANDARD_LEADS), "units": ["mV"] * 12}
+                                               "leads": list(STANDARD_LEADS), "units": ["mV"] * 12,
+                                               "samples_per_frame": [1] * 12}
     x = read_ecg(tmp_path / "rt", SignalSpec(n_samples=3000))
     np.testing.assert_allclose(x, sig, atol=1e-3)
     with pytest.raises(ECGError, match="shape"):

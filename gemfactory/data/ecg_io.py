@@ -1,6 +1,7 @@
 """Read WFDB ECG records into the exact array an encoder expects (its ``SignalSpec``).
 
-``read_ecg`` reads a record (``.hea`` + ``.dat``/``.mat``) with wfdb, converts units to mV, maps
+``read_ecg`` reads a record (``.hea`` + ``.dat``/``.mat``, single- or multi-segment) through
+``wfdb_read`` (the fast path or wfdb, with the same values), converts units to mV, maps
 lead names case-insensitively (``avr``/``aVR``, ``MLII`` -> ``II``), derives limb leads from I and
 II when allowed, resamples with ``scipy.signal.resample_poly``, crops/zero-pads to
 ``spec.n_samples`` and normalises. Every problem with a record is an ``ECGError`` naming it.
@@ -19,7 +20,13 @@ import wfdb
 
 from ..ecg.spec import SignalSpec
 from ..errors import ECGError
-from .wfdb_fast import Header, read_header, read_physical
+from .wfdb_read import (
+    RecordInfo,
+    frame_multiplier,
+    read_signals,
+    record_info,
+    require_samples,
+)
 
 LEAD_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in
@@ -36,7 +43,7 @@ DERIVED_LEADS = {
 }
 
 _TO_MV = {"mv": 1.0, "uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "v": 1e3}
-_RECORD_SUFFIXES = (".hea", ".dat", ".mat")
+_RECORD_SUFFIXES = (".hea", ".dat", ".mat", ".edf")
 
 
 def canonical_lead(name: str) -> str | None:
@@ -72,113 +79,52 @@ def _record_name(record_path) -> str:
     return path
 
 
-def _header(record: str):
-    if not os.path.isfile(record + ".hea"):
-        raise ECGError(f"ECG record not found: {record}.hea (expected a WFDB header next to .dat/.mat)")
-    h = read_header(record)  # the common formats without wfdb's slow parser; None: ask wfdb
-    if h is not None:
-        return _checked_fs(record, h)
-    try:
-        h = wfdb.rdheader(record)
-    except Exception as e:  # wfdb raises assorted errors for malformed headers
-        raise ECGError(f"ECG record {record}: cannot parse header {record}.hea ({e})") from None
-    return _checked_fs(record, h)
-
-
-def _checked_fs(record: str, h):
-    if not (h.fs is not None and math.isfinite(float(h.fs)) and float(h.fs) > 0):
-        shown = f"{h.fs:g}" if isinstance(h.fs, (int, float)) else repr(h.fs)
-        raise ECGError(f"ECG record {record}: sampling frequency {shown} in {record}.hea; expected a "
-                       f"positive number of Hz")
-    return h
+def _header(record: str, fast: bool = True) -> RecordInfo:
+    return record_info(record, fast=fast)
 
 
 def inspect_record(record_path) -> dict:
-    """Header facts of a record without reading its signal: fs, n_samples, leads, units."""
+    """Header facts of a record without reading its signal: fs, n_samples, leads, units; for a
+    multi-segment record also its layout and segment count."""
     record = _record_name(record_path)
     h = _header(record)
-    return {"fs": float(h.fs), "n_samples": int(h.sig_len or 0), "leads": list(h.sig_name or []),
-            "units": list(h.units or [])}
+    facts = {"fs": float(h.fs), "n_samples": int(h.sig_len or 0), "leads": list(h.sig_name),
+             "units": list(h.units), "samples_per_frame": list(h.samps_per_frame)}
+    if h.segments is not None:
+        facts.update(layout=h.layout, segments=len(h.segments))
+    return facts
 
 
 def read_ecg(record_path, spec: SignalSpec, *, on_derive: str = "allow",
-             stats: ECGStats | None = None) -> np.ndarray:
+             stats: ECGStats | None = None, fast: bool = True) -> np.ndarray:
     """Read a WFDB record as float32 ``(spec.n_leads, spec.n_samples)`` in the spec's lead order.
 
     ``on_derive="refuse"`` forbids deriving missing limb leads even when the spec allows it.
+    ``fast=False`` parses and reads the record with wfdb only (the reference path).
     """
     if on_derive not in ("allow", "refuse"):
         raise ECGError(f"read_ecg: on_derive must be 'allow' or 'refuse', got {on_derive!r}")
     record = _record_name(record_path)
-    h = _header(record)
-    rec_leads = list(h.sig_name or [])
-    if not rec_leads:
-        raise ECGError(f"ECG record {record}: header lists no signals; expected ECG leads")
-
-    # --- lead mapping: spec lead -> record channel, or derived from I and II
-    index: dict[str, int] = {}
-    for ch, name in enumerate(rec_leads):
-        index.setdefault(_lead_key(name), ch)
-    missing = [lead for lead in spec.leads if _lead_key(lead) not in index]
-    can_derive = spec.allow_derived_leads and on_derive == "allow"
-    derivable = "i" in index and "ii" in index and all(
-        canonical_lead(lead) in DERIVED_LEADS for lead in missing)
-    if missing and not (can_derive and derivable):
-        why = ""
-        if derivable:
-            why = " (derivable from I and II, but derived leads are disabled)"
-        raise ECGError(f"ECG record {record}: missing leads {missing} required by the signal spec "
-                       f"{list(spec.leads)}{why}; the record has leads {rec_leads}")
-    derive = bool(missing)
-    needed_keys = sorted({_lead_key(lead) for lead in spec.leads if lead not in missing}
-                         | ({"i", "ii"} if derive else set()), key=lambda k: index[k])
+    h = _header(record, fast)
+    require_samples(h)
+    needed_keys, index, missing = _map_leads(record, h, spec, on_derive)
     channels = [index[k] for k in needed_keys]
+    spf = frame_multiplier(h, channels)
+    fs_in = float(h.fs) * spf  # signals with several samples per frame run at fs x spf
+    n_in = h.sig_len * spf if h.sig_len else None
 
     # --- resampling ratio and how many input samples are enough
-    ratio = Fraction(float(spec.fs) / float(h.fs)).limit_denominator(1000)
+    ratio = Fraction(float(spec.fs) / fs_in).limit_denominator(1000)
     up, down = ratio.numerator, ratio.denominator
     resample = ratio != 1
+    used = math.ceil(spec.n_samples * down / up)  # input samples that reach the output
     # enough input for n_samples outputs, plus the filter half-length and a 1 s margin
-    need = math.ceil(spec.n_samples * down / up) + math.ceil(10 * max(up, down) / up) + int(h.fs) + 1
-    sampto = need if h.sig_len and need < h.sig_len else None
-
-    # --- read (physical values)
-    try:
-        if isinstance(h, Header):
-            sig, units = read_physical(h, channels, sampto), [h.units[ch] for ch in channels]
-        else:
-            rec = wfdb.rdrecord(record, channels=channels, sampto=sampto)
-            sig, units = (None if rec.p_signal is None else rec.p_signal.T), rec.units  # (channels, samples)
-        expected_len = sampto or h.sig_len or (0 if sig is None else sig.shape[1])
-        if sig is None or sig.shape != (len(channels), expected_len) or not expected_len:
-            raise ValueError(f"got shape {None if sig is None else sig.shape[::-1]}, "
-                             f"expected {(expected_len, len(channels))}")
-    except Exception as e:  # wfdb raises OSError/ValueError/IndexError/... for bad signal files
-        files = sorted(set(h.file_name or []))
-        raise ECGError(f"ECG record {record}: signal file(s) {files} missing, truncated or corrupt "
-                       f"({type(e).__name__}: {e}); expected {h.sig_len} samples x "
-                       f"{len(rec_leads)} leads") from None
-    sig = np.ascontiguousarray(sig, dtype=np.float64)
-    full_out = math.ceil((h.sig_len or sig.shape[1]) * up / down)
-
-    # --- units -> mV
-    for row, ch in enumerate(channels):
-        unit = (units[row] if units else None) or "mV"
-        factor = _TO_MV.get(unit.strip().lower())
-        if factor is None:
-            raise ECGError(f"ECG record {record}: lead {rec_leads[ch]} has unknown units {unit!r}; "
-                           f"expected one of mV, uV, µV, V")
-        if factor != 1.0:
-            sig[row] *= factor
-
-    # --- NaN / inf
-    bad = ~np.isfinite(sig)
-    if bad.any():
-        dead = [rec_leads[ch] for row, ch in enumerate(channels) if bad[row].all()]
-        if dead:
-            raise ECGError(f"ECG record {record}: leads {dead} contain no finite samples "
-                           f"(all NaN/missing); expected a measured signal")
-        sig[bad] = 0.0
+    need = used + math.ceil(10 * max(up, down) / up) + int(fs_in) + 1
+    sampto = math.ceil(need / spf) if n_in and need < n_in else None
+    sig = read_signals(h, channels, sampto)
+    full_out = math.ceil((n_in or sig.shape[1]) * up / down)
+    _to_mv(record, h, channels, sig)
+    bad = _replace_non_finite(record, h, channels, sig, min(used, sig.shape[1]), fs_in)
 
     # --- assemble spec lead order (deriving when needed)
     rows = {k: sig[r] for r, k in enumerate(needed_keys)}
@@ -187,9 +133,77 @@ def read_ecg(record_path, spec: SignalSpec, *, on_derive: str = "allow",
     if np.all(np.ptp(out, axis=1) == 0):
         raise ECGError(f"ECG record {record}: all leads {list(spec.leads)} are flat-line "
                        f"(constant); expected a measured ECG")
+    out = _fit_to_spec(out, spec, up, down)
+    if stats is not None:
+        stats.records += 1
+        stats.resampled += resample
+        stats.derived += bool(missing)
+        stats.padded += full_out < spec.n_samples
+        stats.cropped += full_out > spec.n_samples
+        stats.nan_replaced += bad
+    return np.ascontiguousarray(out, dtype=np.float32)
 
-    if resample:
-        from scipy.signal import resample_poly  # heavy import (~1-2 s): only when resampling
+
+def _map_leads(record: str, h: RecordInfo, spec: SignalSpec, on_derive: str):
+    """(record channel keys to read in channel order, key -> channel, spec leads to derive)."""
+    rec_leads = list(h.sig_name)
+    index: dict[str, int] = {}
+    for ch, name in enumerate(rec_leads):
+        index.setdefault(_lead_key(name), ch)
+    missing = [lead for lead in spec.leads if _lead_key(lead) not in index]
+    can_derive = spec.allow_derived_leads and on_derive == "allow"
+    derivable = "i" in index and "ii" in index and all(
+        canonical_lead(lead) in DERIVED_LEADS for lead in missing)
+    if missing and not (can_derive and derivable):
+        why = " (derivable from I and II, but derived leads are disabled)" if derivable else ""
+        raise ECGError(f"ECG record {record}: missing leads {missing} required by the signal spec "
+                       f"{list(spec.leads)}{why}; the record has leads {rec_leads}")
+    needed_keys = sorted({_lead_key(lead) for lead in spec.leads if lead not in missing}
+                         | ({"i", "ii"} if missing else set()), key=lambda k: index[k])
+    return needed_keys, index, missing
+
+
+def _to_mv(record: str, h: RecordInfo, channels: list[int], sig: np.ndarray) -> None:
+    for row, ch in enumerate(channels):
+        unit = h.units[ch] or "mV"
+        factor = _TO_MV.get(unit.strip().lower())
+        if factor is None:
+            raise ECGError(f"ECG record {record}: lead {h.sig_name[ch]} has unknown units {unit!r}; "
+                           f"expected one of mV, uV, µV, V")
+        if factor != 1.0:
+            sig[row] *= factor
+
+
+def _replace_non_finite(record: str, h: RecordInfo, channels: list[int], sig: np.ndarray,
+                        used: int, fs_in: float) -> bool:
+    """Set NaN/inf to 0; refuse a lead with no finite sample in the ``used`` samples that reach
+    the output, saying whether it has finite samples further on."""
+    bad = ~np.isfinite(sig)
+    if not bad.any():
+        return False
+    empty = [(row, ch) for row, ch in enumerate(channels) if bad[row, :used].all()]
+    if empty:
+        full = read_signals(h, [ch for _, ch in empty])  # only on this error path: finite anywhere?
+        finite = [np.flatnonzero(np.isfinite(values)) for values in full]
+        dead = [h.sig_name[ch] for (_, ch), idx in zip(empty, finite) if not idx.size]
+        if dead:
+            raise ECGError(f"ECG record {record}: leads {dead} contain no finite samples "
+                           f"(all NaN/missing); expected a measured signal")
+        ch, idx = empty[0][1], finite[0]
+        raise ECGError(f"ECG record {record}: lead {h.sig_name[ch]} has no finite samples in the "
+                       f"{used} samples ({used / fs_in:g} s from the start) the signal spec uses, "
+                       f"although {idx.size} of its {full.shape[1]} samples are finite (the first at "
+                       f"sample {idx[0]}, {idx[0] / fs_in:g} s); expected a measured signal in that window")
+    sig[bad] = 0.0
+    return True
+
+
+def _fit_to_spec(out: np.ndarray, spec: SignalSpec, up: int, down: int) -> np.ndarray:
+    """Resample by up/down, crop or zero-pad to ``spec.n_samples`` and normalise."""
+    if up != down:
+        from scipy.signal import (
+            resample_poly,  # heavy import (~1-2 s): only when resampling
+        )
 
         out = resample_poly(out, up, down, axis=1, window=_lowpass(up, down))
     n = spec.n_samples
@@ -203,15 +217,7 @@ def read_ecg(record_path, spec: SignalSpec, *, on_derive: str = "allow",
         out = out * spec.scale
     if valid < n:
         out = np.pad(out, ((0, 0), (0, n - valid)))
-
-    if stats is not None:
-        stats.records += 1
-        stats.resampled += resample
-        stats.derived += derive
-        stats.padded += full_out < n
-        stats.cropped += full_out > n
-        stats.nan_replaced += bool(bad.any())
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return out
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,11 +1,12 @@
-"""A fast path for the common WFDB records: single-segment headers with format 16 or 212 signal
-files (.dat, or .mat with a byte offset), one sample per frame, no skew.
+"""A fast path for the common WFDB records: single-segment headers with format 16, 212, 80, 160,
+61, 24 or 32 signal files (.dat, or .mat with a byte offset), one sample per frame, no skew.
 
 wfdb's header parser spends tens of milliseconds per header (pandas lookups); this one parses the
 same lines in microseconds and reads the samples with numpy. Anything it does not handle (other
 formats, multi-segment records, skew, unusual header fields, anything malformed) returns None and
 the caller goes through wfdb, so error messages and rare formats stay wfdb's. Physical values are
 ``(digital - baseline) / gain`` with the format's missing-sample code as NaN, as wfdb computes them.
+Header bytes are decoded as UTF-8, else latin-1 (``header_text``), so ``µV`` survives either encoding.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import numpy as np
 
 DEFAULT_FS = 250.0
 DEFAULT_GAIN = 200.0
-MISSING = {"16": -32768, "212": -2048}
-_BYTES_PER_SAMPLE = {"16": 2.0, "212": 1.5}
+MISSING = {"16": -32768, "212": -2048, "80": -128, "160": -32768, "61": -32768, "24": -8388608,
+           "32": -2147483648}
+_BYTES_PER_SAMPLE = {"16": 2.0, "212": 1.5, "80": 1.0, "160": 2.0, "61": 2.0, "24": 3.0, "32": 4.0}
 # filename format[+offset] gain[(baseline)][/units] adcres adczero initval checksum blocksize description
-_FORMAT = re.compile(r"^(16|212)(?:\+(\d+))?$")
+_FORMAT = re.compile(r"^(16|212|80|160|61|24|32)(?:\+(\d+))?$")
+_VIEWS = {"16": "<i2", "61": ">i2", "32": "<i4"}
 _GAIN = re.compile(r"^([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)(?:\(([-+]?\d+)\))?(?:/(\S+))?$")
 
 
@@ -38,14 +41,36 @@ class Header:
     baseline: list[int] = field(default_factory=list)
 
 
+def header_text(path: str) -> str:
+    """A header file's text: UTF-8 when its bytes are valid UTF-8, else latin-1 (every byte is)."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def header_lines(path: str) -> list[str]:
+    """The non-comment, non-empty lines of a header, stripped."""
+    lines = [ln.strip() for ln in header_text(path).splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def signal_line_fields(line: str) -> tuple[str, str]:
+    """(units, description) of a signal line as written: units default to mV, as in wfdb."""
+    parts = line.split(maxsplit=8)
+    gain = _GAIN.match(parts[2]) if len(parts) > 2 else None
+    units = gain.group(3) if gain is not None and gain.group(3) else "mV"
+    return units, parts[8].strip() if len(parts) > 8 else ""
+
+
 def read_header(record: str) -> Header | None:
     """The header of ``record`` (path without extension), or None when the fast path does not apply."""
     try:
-        with open(record + ".hea", encoding="latin-1") as fh:
-            lines = [ln.strip() for ln in fh]
-    except (OSError, UnicodeError):
+        lines = header_lines(record + ".hea")
+    except OSError:
         return None
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if not lines:
         return None
     head = lines[0].split()
@@ -76,8 +101,9 @@ def read_header(record: str) -> Header | None:
         h.byte_offset.append(int(fmt.group(2) or 0))
         h.adc_gain.append(adc_gain)
         h.baseline.append(int(gain.group(2)) if gain.group(2) is not None else adc_zero)
-        h.units.append(gain.group(3) or "mV")
-        h.sig_name.append(parts[8] if len(parts) > 8 else "")
+        units, description = signal_line_fields(line)
+        h.units.append(units)
+        h.sig_name.append(description)
     if len(lines) > 1 + n_sig and not lines[1 + n_sig].startswith("#"):
         return None  # more signal lines than declared
     # signals of one file must share its format and offset (they are interleaved frame by frame)
@@ -125,8 +151,16 @@ def _read_digital(path: str, fmt: str, offset: int, n: int, width: int) -> np.nd
     if raw.size < n_bytes:
         raise ValueError(f"{path} holds {raw.size} bytes of samples after offset {offset}, "
                          f"expected at least {n_bytes}")
-    if fmt == "16":
-        samples = raw.view("<i2")
+    if fmt in _VIEWS:
+        samples = raw.view(_VIEWS[fmt])
+    elif fmt == "80":  # 8-bit offset binary
+        samples = raw.astype(np.int16) - 128
+    elif fmt == "160":  # 16-bit offset binary
+        samples = raw.view("<u2").astype(np.int32) - 32768
+    elif fmt == "24":  # 24-bit two's complement, little-endian
+        b = raw.reshape(-1, 3).astype(np.int32)
+        samples = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        samples[samples >= 1 << 23] -= 1 << 24
     else:  # 212: two 12-bit samples in three bytes
         triples = np.pad(raw, (0, (-raw.size) % 3)).reshape(-1, 3).astype(np.int64)
         samples = np.empty(triples.shape[0] * 2, dtype=np.int64)
