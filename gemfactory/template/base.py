@@ -8,6 +8,7 @@ supervised segment. Only assistant replies and their end marker are supervised.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 
 from ..errors import DataError
@@ -79,17 +80,43 @@ class ChatTemplate:
             if supervised and piece:
                 spans.append((len(text), len(text) + len(piece)))
             text += piece
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
+        ids, offsets = _tokenize_pieces(text, sp.bos, tokenizer)
         labels = [IGNORE_INDEX] * len(ids)
         starts = [s for s, _ in spans]
-        for i, (a, b) in enumerate(enc["offset_mapping"]):
+        for i, (a, b) in enumerate(offsets):
             if b <= a:
                 continue
             k = bisect.bisect_right(starts, b - 1) - 1  # last span starting before the token ends
             if k >= 0 and spans[k][1] > a:
                 labels[i] = ids[i]
         return Encoded(ids, labels, text, spans)
+
+
+def _tokenize_pieces(text: str, bos: str, tokenizer) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets of ``text``, tokenized as the seeds tokenize a prompt.
+
+    A leading BOS text becomes the BOS id, each ``<image>`` / ``<ecg>`` its own id, and each piece
+    of text between them is tokenized as the start of a text (LLaVA's ``tokenizer_image_token``,
+    which GEM and TinyLLaVA use too). Tokenizers that write their word marker only at the start of
+    a text (Llama's ``legacy=False``: ``▁A`` at the start, ``A`` after a special token) then give
+    the seeds' ids; for the others the pieces tokenize as the whole text would.
+    """
+    lead = len(bos) if bos and text.startswith(bos) and tokenizer.bos_token_id is not None else 0
+    ids, offsets = ([tokenizer.bos_token_id], [(0, lead)]) if lead else ([], [])
+    added = tokenizer.added_tokens_encoder
+    marks = [p for p in PLACEHOLDERS if p in added]
+    pieces = re.split("(" + "|".join(map(re.escape, marks)) + ")", text[lead:]) if marks else [text[lead:]]
+    at = lead
+    for piece in pieces:
+        if piece in marks:
+            ids.append(added[piece])
+            offsets.append((at, at + len(piece)))
+        elif piece:
+            enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
+            ids.extend(enc["input_ids"])
+            offsets.extend((a + at, b + at) for a, b in enc["offset_mapping"])
+        at += len(piece)
+    return ids, offsets
 
 
 def normalize_conversation(conversations, item_id: str = "?") -> list[Turn]:

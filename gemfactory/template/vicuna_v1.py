@@ -1,6 +1,9 @@
-"""LLaVA's ``llava_v1`` conversation style (Vicuna v1.1), used by LLaVA-1.5 and GEM.
+"""LLaVA's ``conv_vicuna_v1`` conversation (Vicuna v1.1): "a curious user".
 
-``<s>{system} USER: {q} ASSISTANT: {a}</s>USER: {q2} ASSISTANT: {a2}</s>``
+LLaVA-1.5 trains with it (``--version v1``) and its evaluation scripts use it (``vicuna_v1``); GEM
+and ViP-LLaVA use :mod:`.llava_v1`, the same layout with LLaVA's other system prompt.
+``<s>{system} USER: {q} ASSISTANT: {a}</s>USER: {q2} ASSISTANT: {a2}</s>``; each reply with its
+leading space and ``</s>`` is supervised, as LLaVA's ``preprocess_v1`` masks it.
 """
 from ..registry import TEMPLATES
 from .base import ChatTemplate
