@@ -159,21 +159,23 @@ def frame_multiplier(info: RecordInfo, channels: list[int]) -> int:
     return spf[0]
 
 
-def read_signals(info: RecordInfo, channels: list[int] | None = None,
-                 sampto: int | None = None) -> np.ndarray:
+def read_signals(info: RecordInfo, channels: list[int] | None = None, sampto: int | None = None,
+                 *, smooth_frames: bool = False) -> np.ndarray:
     """Physical values ``(len(channels), frames * samples_per_frame)`` of the first ``sampto``
-    frames (all if None), float64, NaN where a sample is missing or a segment has no such signal."""
+    frames (all if None), float64, NaN where a sample is missing or a segment has no such signal.
+    ``smooth_frames=True`` averages each frame's samples (one value per frame), as wfdb's default
+    does; then signals of different samples per frame can be read together."""
     require_samples(info)
     channels = list(range(len(info.sig_name))) if channels is None else list(channels)
-    spf = frame_multiplier(info, channels)
+    spf = 1 if smooth_frames else frame_multiplier(info, channels)
     frames = info.sig_len if sampto is None or info.sig_len is None else min(sampto, info.sig_len)
     try:
         if info.segments is not None and info.fast:
-            sig = _assemble(info, channels, frames, spf)
+            sig = _assemble(info, channels, frames, spf, smooth_frames)
         elif info.fast_header is not None:
             sig = read_physical(info.fast_header, channels, frames)
         else:
-            sig = _read_with_wfdb(info, channels, frames, spf)
+            sig = _read_with_wfdb(info, channels, frames, smooth_frames or spf == 1)
         expected = (len(channels), (frames if frames is not None else sig.shape[1] // spf) * spf)
         if sig.shape != expected or not expected[1]:
             raise ValueError(f"got {sig.shape[1]} samples x {sig.shape[0]} signals, expected "
@@ -188,17 +190,17 @@ def read_signals(info: RecordInfo, channels: list[int] | None = None,
     return np.ascontiguousarray(sig, dtype=np.float64)
 
 
-def _read_with_wfdb(info: RecordInfo, channels: list[int], frames: int | None, spf: int) -> np.ndarray:
+def _read_with_wfdb(info: RecordInfo, channels: list[int], frames: int | None, smooth: bool) -> np.ndarray:
     rec = wfdb.rdrecord(info.record, channels=channels, sampto=frames, physical=True, m2s=True,
-                        smooth_frames=spf == 1)
-    if spf == 1:
+                        smooth_frames=smooth)
+    if smooth:
         if rec.p_signal is None:
             raise ValueError("wfdb returned no samples")
         return rec.p_signal.T
     return np.stack([np.asarray(s, dtype=np.float64) for s in rec.e_p_signal])
 
 
-def _assemble(info: RecordInfo, channels: list[int], frames: int, spf: int) -> np.ndarray:
+def _assemble(info: RecordInfo, channels: list[int], frames: int, spf: int, smooth: bool) -> np.ndarray:
     """A multi-segment record's channels, segment by segment; gaps and absent signals are NaN."""
     out = np.full((len(channels), frames * spf), np.nan)
     start = 0
@@ -209,12 +211,13 @@ def _assemble(info: RecordInfo, channels: list[int], frames: int, spf: int) -> n
             pairs = _segment_channels(info, seg, channels)
             if pairs:
                 seg_channels = [c for _, c in pairs]
-                if seg.fs != info.fs or frame_multiplier(seg, seg_channels) != spf:
-                    raise ECGError(f"ECG record {info.record}: segment {seg_record} has fs {seg.fs:g} Hz x "
-                                   f"{frame_multiplier(seg, seg_channels)} samples per frame; expected the "
-                                   f"record's {info.fs:g} Hz x {spf}")
+                seg_spf = [seg.samps_per_frame[c] for c in seg_channels]
+                if seg.fs != info.fs or seg_spf != [info.samps_per_frame[channels[r]] for r, _ in pairs]:
+                    raise ECGError(f"ECG record {info.record}: segment {seg_record} has fs {seg.fs:g} Hz and "
+                                   f"samples per frame {seg_spf}; expected the record's {info.fs:g} Hz and "
+                                   f"{[info.samps_per_frame[channels[r]] for r, _ in pairs]}")
                 _check_units(info, seg, channels, pairs)
-                values = read_signals(seg, seg_channels, stop - start)
+                values = read_signals(seg, seg_channels, stop - start, smooth_frames=smooth)
                 out[[row for row, _ in pairs], start * spf:stop * spf] = values
         start += seg_len
         if start >= frames:
