@@ -55,10 +55,13 @@ def cmd_train(args) -> int:
 
         dry_run(recipe, devices=args.devices)
         return 0
+    from ..train.distributed import distributed_run, is_main_process
     from ..train.trainer import train
 
-    final = train(recipe, resume=args.resume)
-    print(f"model saved to {final}")
+    with distributed_run():  # leaves the process group (and its threads) before the interpreter exits
+        final = train(recipe, resume=args.resume)
+    if is_main_process():
+        print(f"model saved to {final}")
     return 0
 
 
@@ -74,6 +77,21 @@ def cmd_template_check(args) -> int:
     from ..data.template_check import check_recipe_template
 
     return check_recipe_template(args.recipe, args.overrides, args.n)
+
+
+def hub_status(recipe) -> list[str]:
+    """One line per hub repo the recipe names: cached with weights, configs only, or not at all."""
+    from ..hub import cached_snapshot, has_config, has_weights, parse_ref
+    from ..model.sources import hub_refs, weights_missing
+
+    lines, absent = [], set(weights_missing(recipe.model))
+    for key, value in hub_refs(recipe.model).items():
+        snap = None if parse_ref(value).filename else cached_snapshot(parse_ref(value))
+        state = ("cached" if key not in absent else
+                 "configs cached, weights not" if snap is not None and has_config(snap) and not has_weights(snap)
+                 else f"not cached (gemfactory download {recipe.source})")
+        lines.append(f"hub {key}: {value}: {state}")
+    return lines
 
 
 def cmd_recipe_check(args) -> int:
@@ -92,14 +110,19 @@ def cmd_recipe_check(args) -> int:
         return 0
 
     missing = missing_local_paths(recipe)
-    # the config needs the weight folders; a tokenizer trained on the data needs data.train
-    needs = {"model.llm.path", "model.llm.tokenizer", "model.vision.path", "model.ecg.path"}
+    # the config needs config files (local, cached or shipped); a tokenizer trained on the data needs data.train
+    needs = {"model.llm.path", "model.llm.tokenizer", "model.vision.path"}
     if not (recipe.model.llm.path or recipe.model.llm.tokenizer):
         needs |= {"data.train", f"stages.{recipe.stages[0].name}.train"}
+    if recipe.model.llm.config:  # the architecture planning reads while model.llm.path is not made yet
+        needs.discard("model.llm.path")
+    for line in hub_status(recipe):
+        print(line)
     if not any(m.key in needs for m in missing):
         from ..model.builder import build_config, tokenizer_for_recipe
 
-        config = build_config(recipe.model, tokenizer_for_recipe(recipe))
+        tokenizer = tokenizer_for_recipe(recipe, planning=True)
+        config = build_config(recipe.model, tokenizer, planning=True, origin=recipe.source)
         print(f"{args.recipe}: config ok (llm {config.llm_family}, template {config.template}, "
               f"vision {config.vision and config.vision['name']}, ecg {config.ecg and config.ecg['name']})")
     if missing:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,6 +13,9 @@ from ..errors import DataError
 from ..template.base import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
+# per sample: the ECGStats counts its loading added, so counts made in dataloader worker processes
+# can travel with the batch to the trainer (train/load_stats.py)
+ECG_DELTA = "_ecg_stats"
 
 
 def read_json_list(path: str | Path, kind: str = "data", noun: str = "samples") -> list:
@@ -82,12 +85,17 @@ class GemDataset(Dataset):
 
     def __getitem__(self, i):
         item = self.items[i]
+        stats = getattr(self.processor, "ecg_stats", None)
+        before = asdict(stats) if stats is not None else {}
         try:
-            return self.processor.sample(item, self.image_folder, self.ecg_folder)
+            sample = self.processor.sample(item, self.image_folder, self.ecg_folder)
         except DataError as exc:
             if self.on_bad_sample == "error":
                 raise DataError(f"{self.path}: {exc}") from None
-            return {"skip": str(exc), "id": str(item.get("id", i))}
+            sample = {"skip": str(exc), "id": str(item.get("id", i))}
+        if before:
+            sample[ECG_DELTA] = {k: v - before[k] for k, v in asdict(stats).items() if v != before[k]}
+        return sample
 
     def texts(self):
         """Every text of the dataset (to train a tiny tokenizer)."""

@@ -1,4 +1,4 @@
-"""What a stage leaves behind for the user: metrics.jsonl, loss.png and a one-line summary."""
+"""What a stage leaves behind for the user: metrics.jsonl, loss.png, summary.json and a summary line."""
 from __future__ import annotations
 
 import json
@@ -17,12 +17,15 @@ log = logging.getLogger(__name__)
 class StageFeedback(TrainerCallback):
     """Appends every logged step to ``metrics.jsonl``; at the end draws ``loss.png`` and logs
     samples/s, real (non-pad) tokens/s and peak memory. ``tokens`` is a callable returning the
-    number of real tokens the collator has produced so far."""
+    number of real tokens the collator has produced so far; ``loading`` (every rank calls it at the
+    end) the data-loading totals over all ranks and workers (train/load_stats.py)."""
 
-    def __init__(self, stage: str, out_dir: Path, tokens):
+    def __init__(self, stage: str, out_dir: Path, tokens, loading=None):
         self.stage, self.out_dir, self.tokens = stage, Path(out_dir), tokens
         self.start = time.perf_counter()
         self.losses: list[tuple[int, float]] = []
+        self.total_loading = loading
+        self.loading = None  # set at the end of training
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
@@ -53,6 +56,7 @@ class StageFeedback(TrainerCallback):
             self.losses.append((state.global_step, float(logs["loss"])))
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.loading = self.total_loading() if self.total_loading else None  # a collective: before the rank check
         if not state.is_world_process_zero:
             return
         elapsed = max(time.perf_counter() - self.start, 1e-9)
@@ -64,6 +68,15 @@ class StageFeedback(TrainerCallback):
             self._plot()
         log.info("stage %s summary: %d steps in %.1f s, %.1f samples/s, %.0f tokens/s, peak memory %s",
                  self.stage, steps, elapsed, samples / elapsed, tokens / elapsed, peak_memory())
+        summary = {"stage": self.stage, "steps": steps, "world_size": max(args.world_size, 1),
+                   "dataloader_workers": args.dataloader_num_workers}
+        if self.loading is not None:
+            log.info("stage %s data (all ranks and workers): %d samples loaded, %d skipped; %s", self.stage,
+                     self.loading.seen, len(self.loading.skipped), self.loading.ecg.summary())
+            summary["loading"] = self.loading.as_dict()
+        tmp = self.out_dir / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(self.out_dir / "summary.json")
 
     def _plot(self) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

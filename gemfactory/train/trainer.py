@@ -11,18 +11,33 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..config import Recipe, StageConfig
-from ..data.dataset import Collator, GemDataset, SkipLog
+from ..data.augment import ECGAugmenter
+from ..data.dataset import Collator, GemDataset
 from ..data.packing import REAL_TOKENS, PackingCollator
-from ..data.sampler import GroupedSampler, item_lengths, item_modality
 from ..data.processor import Processor
-from ..errors import ConfigError, DataError
+from ..data.sampler import GroupedSampler, item_lengths, item_modality
+from ..errors import ConfigError
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..model.feature_cache import attach_feature_caches, detach_feature_caches
 from ..registry import TEMPLATES
+from .distributed import WorkerSeeds, is_main_process
 from .feedback import StageFeedback
-from .resume import AtomicCheckpoints, refuse_stale_checkpoints, remember_recipe, resume_point, stage_done
-from .tuning import apply_tuning, check_tuning, component_of, finish_tuning, parameter_counts
+from .load_stats import LOAD_COUNTS, CountingCollator, LoadTotals, SkipGuard
+from .resume import (
+    AtomicCheckpoints,
+    refuse_stale_checkpoints,
+    remember_recipe,
+    resume_point,
+    stage_done,
+)
+from .tuning import (
+    apply_tuning,
+    check_tuning,
+    component_of,
+    finish_tuning,
+    parameter_counts,
+)
 
 log = logging.getLogger(__name__)
 DEEPSPEED_DIR = Path(__file__).with_name("deepspeed")
@@ -37,9 +52,21 @@ class GemTrainer(AtomicCheckpoints, Trainer):
         # data.group_by: lengths (and modalities) of the training samples for GroupedSampler
         self.group_lengths, self.group_modalities = group_lengths, group_modalities
         self.real_tokens = 0  # non-pad tokens trained on (throughput reporting)
+        self.load_totals = LoadTotals()  # this rank's, from the batches' LOAD_COUNTS
         super().__init__(*args, **kwargs)
+        self.worker_seeds = WorkerSeeds(self.args.data_seed or self.args.seed, self.args.process_index)
+        self.add_callback(EpochSeeds(self.worker_seeds))
+
+    def get_train_dataloader(self):
+        loader = super().get_train_dataloader()
+        if self.args.dataloader_num_workers:  # instead of HF's: seeded by rank *and* epoch
+            loader.worker_init_fn = self.worker_seeds
+        return loader
 
     def compute_loss(self, model, inputs, *args, **kwargs):
+        counts = inputs.pop(LOAD_COUNTS, None)
+        if model.training and counts is not None:
+            self.load_totals.add(counts)
         packed_real = inputs.pop(REAL_TOKENS, None)  # packed rows (data.packing) carry their count
         if model.training and packed_real is not None:
             self.real_tokens += int(packed_real)
@@ -71,20 +98,14 @@ class GemTrainer(AtomicCheckpoints, Trainer):
         return self.optimizer
 
 
-class SkipGuard(TrainerCallback):
-    """Stops the run with a clear error once too many samples were unusable."""
+class EpochSeeds(TrainerCallback):
+    """Tells the workers' seeding which epoch starts (before that epoch's workers are started)."""
 
-    def __init__(self, skip_log: SkipLog, dataset_size: int, max_fraction: float):
-        self.skip_log, self.size, self.max_fraction = skip_log, dataset_size, max_fraction
+    def __init__(self, seeds: WorkerSeeds):
+        self.seeds = seeds
 
-    def on_step_end(self, args, state, control, **kwargs):
-        fraction = len(self.skip_log.skipped) / self.size
-        if fraction > self.max_fraction:
-            first = next(iter(self.skip_log.skipped.items()))
-            raise DataError(
-                f"{len(self.skip_log.skipped)} of {self.size} samples ({fraction:.1%}) were unusable, over "
-                f"data.max_bad_fraction={self.max_fraction}; first: {first[0]}: {first[1]}"
-            )
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.seeds.epoch = int(state.epoch + 1e-6)  # a resumed mid-epoch state reads e.g. 0.5
 
 
 def _packed_attention(model) -> str | None:
@@ -98,6 +119,28 @@ def _packed_attention(model) -> str | None:
     model.language_model.set_attn_implementation(NAME)
     log.info("data.packing: attention runs per packed sample (%s)", NAME)
     return current
+
+
+def _check_fused_loss(model, zero: int | None) -> bool:
+    """training.fused_loss reads lm_head's weight outside its forward: not under ZeRO-3, where it is
+    partitioned, nor for an LM whose logits are not a plain linear layer's output."""
+    from ..model.chunked_loss import supports_fused_loss
+
+    why = "ZeRO-3 partitions lm_head's weight" if zero == 3 else supports_fused_loss(model.language_model)
+    if why:
+        raise ConfigError(f"training.fused_loss: cannot be used here: {why}; set it to false")
+    return True
+
+
+class AugmentEpochs(TrainerCallback):
+    """data.augment draws anew each epoch: the augmenter learns the epoch before its workers start."""
+
+    def __init__(self, augmenter):
+        self.augmenter = augmenter
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.augmenter is not None:
+            self.augmenter.epoch = int(state.epoch + 1e-6)
 
 
 class FlushFeatureCaches(TrainerCallback):
@@ -118,6 +161,12 @@ def grouping(group_by: str, dataset: GemDataset, tokenizer, processor: Processor
     lengths = item_lengths(dataset.items, tokenizer, processor.modality_tokens)
     modalities = [item_modality(item) for item in dataset.items] if group_by == "modality_length" else None
     return {"group_lengths": lengths, "group_modalities": modalities}
+
+
+def training_collator(recipe: Recipe, tokenizer, processor: Processor) -> CountingCollator:
+    collate = (PackingCollator(tokenizer.pad_token_id, recipe.data.pack_tokens or processor.max_length)
+               if recipe.data.packing else Collator(tokenizer.pad_token_id))
+    return CountingCollator(collate)  # counts made in worker processes travel with the batches
 
 
 def deepspeed_config(name: str | None) -> dict | None:
@@ -203,7 +252,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     for stage in recipe.stages:  # unknown stage templates fail before any training
         if stage.template:
             TEMPLATES.get(stage.template)
-    if _is_main_process():
+    if is_main_process():
         remember_recipe(run_dir, recipe.to_dict(), resume)
     done = 0
     while resume and done < len(recipe.stages) and stage_done(run_dir / recipe.stages[done].name):
@@ -251,10 +300,6 @@ def load_stage_output(folder: Path):
     return GemForCausalLM.from_pretrained(folder, dtype=torch.float32), AutoTokenizer.from_pretrained(folder)
 
 
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -273,38 +318,39 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         template = TEMPLATES.get(stage.template)()
     processor = Processor.from_model(model, tokenizer, template, stage.max_length or recipe.data.max_length)
     processor.random_visual_prompts = recipe.data.random_visual_prompts
+    processor.augment = ECGAugmenter.from_config(recipe.data.augment, processor.signal_spec, recipe.training.seed)
     dataset = GemDataset(train_path, processor, stage.image_folder or recipe.data.image_folder,
                          stage.ecg_folder or recipe.data.ecg_folder, recipe.data.on_bad_sample)
-    skip_log = SkipLog()
     stage_dir = run_dir / stage.name
     checkpoint = resume_point(stage_dir) if resume else None
-    if not resume and _is_main_process():
+    if not resume and is_main_process():
         refuse_stale_checkpoints(stage_dir, stage.name)
     packed_kernel = _packed_attention(model) if recipe.data.packing else None
-    caches = (attach_feature_caches(model, tunes, recipe.data.feature_cache_dir or run_dir / "feature_cache")
-              if recipe.data.feature_cache else [])
+    model.fused_loss = recipe.training.fused_loss and _check_fused_loss(model, zero)
+    caches = (attach_feature_caches(model, tunes, recipe.data.feature_cache_dir or run_dir / "feature_cache",
+                                    recipe.data.feature_cache_max_gb) if recipe.data.feature_cache else [])
     trainer = GemTrainer(
         model=model,
         args=training_arguments(recipe, stage, stage_dir, unused_parameters=tunes.get("vision", "frozen") != "frozen"),
         train_dataset=dataset,
-        data_collator=(PackingCollator(tokenizer.pad_token_id, recipe.data.pack_tokens or processor.max_length,
-                                       skip_log) if recipe.data.packing else Collator(tokenizer.pad_token_id, skip_log)),
+        data_collator=training_collator(recipe, tokenizer, processor),
         processing_class=tokenizer,
         lr_per_component=stage.lr_per_component,
         **grouping(recipe.data.group_by, dataset, tokenizer, processor),
-        callbacks=[SkipGuard(skip_log, len(dataset), recipe.data.max_bad_fraction),
-                   StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens), FlushFeatureCaches(caches)],
+        callbacks=[FlushFeatureCaches(caches), AugmentEpochs(processor.augment)],
     )
+    feedback = StageFeedback(stage.name, stage_dir, lambda: trainer.real_tokens, trainer.load_totals.over_ranks)
+    trainer.add_callback(SkipGuard(trainer.load_totals, len(dataset), recipe.data.max_bad_fraction))
+    trainer.add_callback(feedback)
     if trainer.is_deepspeed_enabled:
         log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, zero, trainer.args.world_size)
     if checkpoint is not None:
         log.info("stage %s: resuming from %s", stage.name, checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     log.info("stage %s finished: %s", stage.name, result.metrics)
-    if skip_log.skipped:
-        log.warning("stage %s skipped %d sample(s): %s", stage.name, len(skip_log.skipped),
-                    ", ".join(sorted(skip_log.skipped)))
-    log.info("ECG loading: %s", processor.ecg_stats.summary())
+    skipped = feedback.loading.skipped  # over all ranks and workers
+    if skipped and is_main_process():
+        log.warning("stage %s skipped %d sample(s): %s", stage.name, len(skipped), ", ".join(sorted(skipped)))
     detach_feature_caches(model)
     if packed_kernel is not None:
         model.language_model.set_attn_implementation(packed_kernel)  # the checkpoint keeps the usual kernel

@@ -1,0 +1,115 @@
+"""Process-group life cycle shared by every launcher (torchrun, deepspeed, srun + torchrun).
+
+A launcher sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; HF's TrainingArguments (accelerate) or
+DeepSpeed join the group for training, :func:`distributed_run` joins it for commands that have no
+trainer (eval). Leaving is always the same, in this order: dataloader iterators (and their worker
+processes) are collected, the ranks meet at a barrier, the process group is destroyed, and only
+then the interpreter exits. Exiting with a live gloo group lets its C++ worker threads outlive
+the interpreter: their ``std::thread`` destructors then call ``std::terminate`` ("terminate called
+without an active exception", SIGABRT) on whichever rank finalises first.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import random
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def join_from_env() -> bool:
+    """Join the process group a launcher described in the environment (gloo without a GPU)."""
+    if initialized() or world_size() <= 1:
+        return initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend)
+    return True
+
+
+def leave(succeeded: bool = True) -> None:
+    """Tear down in order: dataloader workers, barrier (only after success: a failed rank must not
+    wait for the others), process group. A no-op without a group."""
+    gc.collect()  # iterators caught in reference cycles shut their worker processes down now
+    if initialized():
+        if succeeded:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    lingering = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if lingering:  # python joins these at exit; named so a hang at exit can be traced
+        log.debug("threads still running at exit: %s", ", ".join(lingering))
+
+
+@contextmanager
+def distributed_run(join: bool = False):
+    """Wrap a command: ``join`` the launcher's group first (commands without a trainer), always
+    leave it before returning, whether the body succeeded or raised."""
+    if join:
+        join_from_env()
+    try:
+        yield
+    except BaseException:
+        leave(succeeded=False)
+        raise
+    leave(succeeded=True)
+
+
+def shard() -> tuple[int, int]:
+    """(rank, world size) of the joined group; (0, 1) without one."""
+    if not initialized():
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def all_gather(obj) -> list:
+    """``obj`` of every rank, in rank order (``[obj]`` without a group)."""
+    if not initialized():
+        return [obj]
+    out = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+@dataclass
+class WorkerSeeds:
+    """``worker_init_fn`` seeding each dataloader worker from (seed, rank, epoch, worker id):
+    workers of different ranks or epochs never repeat a random stream, and a rerun (or a resumed
+    run) draws the same one. ``epoch`` is set before each epoch's workers start (see
+    :class:`gemfactory.train.trainer.EpochSeeds`); fork and spawn both copy it into the worker."""
+
+    seed: int
+    rank: int = 0
+    epoch: int = 0
+
+    def worker_seed(self, worker_id: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.rank, self.epoch, worker_id]).generate_state(1)[0])
+
+    def __call__(self, worker_id: int) -> None:
+        seed = self.worker_seed(worker_id)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
