@@ -1,9 +1,12 @@
 """Frozen-tower feature cache: a frozen tower's output for an input is computed once and reused.
 
 Features live in safetensors shards under ``<folder>/<modality>-<fingerprint>/``. The fingerprint
-hashes everything that decides the tower's output besides the input: its class, its config entry
-(architecture, options, signal spec), every weight (name, dtype, shape, bytes) and the device type.
-A changed tower therefore lands in a new folder; the old one is left for whoever switches back.
+hashes everything that decides the tower's output besides the input: its class and the source of
+the gemfactory modules defining it, its config entry (architecture, options, signal spec), every
+weight (name, dtype, shape, bytes), the device type and the torch / transformers versions. A changed
+tower therefore lands in a new folder; the old one is left for whoever switches back, until the size
+cap (``data.feature_cache_max_gb``) or ``gemfactory cache prune`` evicts it (model/feature_store.py:
+least recently used shards first).
 Inside a folder each feature is stored under the hash of the exact tensor the tower receives
 (dtype, shape, bytes), so any change of preprocessing (image size, normalisation, resampling,
 visual prompts drawn on an image) is a different key, never a stale hit.
@@ -14,6 +17,7 @@ only features that are recomputed next time. Every process writes its own shards
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -26,6 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import CheckpointError
+from .feature_store import GB, prune, touch
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +49,32 @@ def tower_fingerprint(tower: nn.Module, entry: dict) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{type(tower).__module__}.{type(tower).__qualname__}|".encode())
     h.update(json.dumps(entry, sort_keys=True, default=str).encode())
+    h.update(_code_identity(type(tower)).encode())
     device = "cpu"
     for name, t in sorted(tower.state_dict().items()):
         h.update(name.encode())
         tensor_digest(t, h)
         device = t.device.type
     h.update(device.encode())
+    return h.hexdigest()
+
+
+def _code_identity(cls: type) -> str:
+    """What a code change of the tower would alter: the source files of its gemfactory classes
+    (and their bases) and the library versions it runs on."""
+    import transformers
+
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"torch {torch.__version__}|transformers {transformers.__version__}|".encode())
+    files = set()
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] == "gemfactory":
+            try:
+                files.add(inspect.getsourcefile(klass))
+            except TypeError:  # built in: nothing to read
+                continue
+    for name in sorted(f for f in files if f):
+        h.update(Path(name).read_bytes())
     return h.hexdigest()
 
 
@@ -70,20 +95,18 @@ class FeatureCache:
     """Stands in for ``tower(inputs)``: a batch [N, ...] -> features [N, ...] from disk where
     known, from the tower otherwise (those get written)."""
 
-    def __init__(self, folder: str | Path, modality: str, tower: nn.Module, entry: dict):
+    def __init__(self, folder: str | Path, modality: str, tower: nn.Module, entry: dict,
+                 max_gb: float | None = None):
         self.tower = tower
         fingerprint = tower_fingerprint(tower, entry)
-        self.dir = Path(folder) / f"{modality}-{fingerprint[:16]}"
+        self.root = Path(folder)
+        self.max_bytes = max_gb * GB if max_gb else None
+        self.dir = self.root / f"{modality}-{fingerprint[:16]}"
         self.modality = modality
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            about = self.dir / "tower.json"
-            if not about.exists():
-                tmp = about.with_suffix(f".tmp-{os.getpid()}")
-                tmp.write_text(json.dumps({"fingerprint": fingerprint, "entry": entry}, indent=1, default=str))
-                os.replace(tmp, about)
-        except OSError as exc:
-            raise CheckpointError(f"data.feature_cache_dir: cannot write {self.dir}: {exc.strerror or exc}") from None
+        self._about = {"fingerprint": fingerprint, "entry": entry}
+        if self.max_bytes is not None:
+            prune(self.root, max_bytes=self.max_bytes)
+        self._make_folder()
         self.index: dict[str, Path] = {}
         self._open: dict[Path, object] = {}
         for shard in sorted(self.dir.glob("*.safetensors")):
@@ -98,6 +121,18 @@ class FeatureCache:
         self.pending_bytes = 0
         self.hits = self.computed = 0
         self._shards_written = 0
+
+    def _make_folder(self) -> None:
+        """The tower's folder and its tower.json (again after eviction emptied and removed it)."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            about = self.dir / "tower.json"
+            if not about.exists():
+                tmp = about.with_suffix(f".tmp-{os.getpid()}")
+                tmp.write_text(json.dumps(self._about, indent=1, default=str))
+                os.replace(tmp, about)
+        except OSError as exc:
+            raise CheckpointError(f"data.feature_cache_dir: cannot write {self.dir}: {exc.strerror or exc}") from None
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         keys = [tensor_digest(x) for x in inputs.detach().to("cpu")]  # one transfer per batch
@@ -131,6 +166,7 @@ class FeatureCache:
         handle = self._open.get(shard)
         if handle is None:
             handle = self._open[shard] = safe_open(shard, "pt")
+            touch(shard)  # used now: last in the eviction order
         return handle.get_tensor(key)
 
     def _remember(self, key: str, feat: torch.Tensor) -> None:
@@ -148,6 +184,7 @@ class FeatureCache:
         name = f"{rank}-{time.time_ns()}-{self._shards_written}.safetensors"
         shard = self.dir / name
         tmp = self.dir / f".{name}.tmp"
+        self._make_folder()
         try:
             save_file(self.pending, str(tmp))
             os.replace(tmp, shard)
@@ -157,6 +194,19 @@ class FeatureCache:
         self.index.update(dict.fromkeys(self.pending, shard))
         self.pending, self.pending_bytes = {}, 0
         self._shards_written += 1
+        if self.max_bytes is not None:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Keep the whole cache folder under the cap; features of this run's evicted shards are
+        computed again when next needed."""
+        gone = set(prune(self.root, max_bytes=self.max_bytes))
+        if gone:
+            log.info("feature cache: %d least recently used shard(s) removed to stay under %.3g GB",
+                     len(gone), self.max_bytes / GB)
+            self.index = {k: s for k, s in self.index.items() if s not in gone}
+            for shard in gone & self._open.keys():
+                del self._open[shard]
 
     def summary(self) -> str:
         return (f"feature cache ({self.modality}): {self.hits} reused, {self.computed} computed, "
@@ -166,7 +216,8 @@ class FeatureCache:
 TOWERS = {"image": ("vision", "vision_tower"), "ecg": ("ecg", "ecg_encoder")}  # modality -> (component, attribute)
 
 
-def attach_feature_caches(model, tunes: dict[str, str], folder: str | Path) -> list[FeatureCache]:
+def attach_feature_caches(model, tunes: dict[str, str], folder: str | Path,
+                          max_gb: float | None = None) -> list[FeatureCache]:
     """Put a cache in front of every tower the stage keeps frozen (and whose output is
     deterministic in training mode); returns the caches, to flush and report."""
     caches = []
@@ -179,7 +230,7 @@ def attach_feature_caches(model, tunes: dict[str, str], folder: str | Path) -> l
             log.warning("feature cache: not used for %s: the frozen %s gives different outputs for the same "
                         "input in training mode (dropout?)", modality, entry["name"])
             continue
-        cache = model.feature_caches[modality] = FeatureCache(folder, modality, tower, entry)
+        cache = model.feature_caches[modality] = FeatureCache(folder, modality, tower, entry, max_gb)
         log.info("feature cache (%s): %s, %d features from earlier runs", modality, cache.dir, cache.known_at_start)
         caches.append(cache)
     return caches
