@@ -1,15 +1,15 @@
 """Synthetic 12-lead ECG dataset for the tiny recipe.
 
-:func:`simulate_ecg` makes a plausible 12-lead recording at a given heart rate (vectorised
-numpy, sums of Gaussian P/Q/R/S/T waves, limb leads derived by Einthoven/Goldberger,
-precordial R-wave progression, baseline wander and noise). :func:`synthesize` writes a small
-LLaVA-style dataset from it::
+:func:`simulate_ecg` makes a varied, realistic 12-lead recording at a given heart rate
+(vectorised numpy: beat morphology in :mod:`.synth_waves`, artefacts in :mod:`.synth_noise`).
+:func:`synthesize` writes a small LLaVA-style dataset from it::
 
-    out_dir/ecg/<id>.hea/.dat      WFDB records (12 leads I..V6, 16-bit, 1 uV resolution)
+    out_dir/ecg/<id>.hea/.dat      WFDB records (12 leads I..V6, 16-bit, 1 uV resolution,
+                                   each at its own rate from 100 to 1000 Hz)
     out_dir/images/<id>.png        rendered sheets for a random subset of records
     out_dir/train.json, test.json  conversation items; test records never appear in train
 
-Classes: ``bradycardia`` (40-55 bpm), ``normal`` (65-95 bpm), ``tachycardia`` (110-150 bpm),
+Classes: ``bradycardia`` (35-56 bpm), ``normal`` (64-96 bpm), ``tachycardia`` (105-170 bpm),
 balanced in each split. Item kinds: ``ecg`` (``<ecg>`` + heart-rate question), ``ecg_image``
 (``<ecg>`` + ``<image>`` of the same record, heart-rate question), ``image`` (grid colour
 question) and ``text`` (textbook questions, no signal). Every record of the image subset gives
@@ -29,17 +29,23 @@ import numpy as np
 from ..ecg.spec import STANDARD_LEADS
 from ..errors import DataError
 from ..fileio import atomic_open
+from .synth_noise import add_artefacts
+from .synth_waves import as_rng, check_rate, clean_ecg
 
 __all__ = [
     "CLASSES",
     "CLASS_HR_RANGES",
     "GRID_CHOICES",
+    "SAMPLING_RATES",
     "simulate_ecg",
     "synthesize",
 ]
 
 CLASSES = ("bradycardia", "normal", "tachycardia")
-CLASS_HR_RANGES = {"bradycardia": (40.0, 55.0), "normal": (65.0, 95.0), "tachycardia": (110.0, 150.0)}
+CLASS_HR_RANGES = {"bradycardia": (35.0, 56.0), "normal": (64.0, 96.0), "tachycardia": (105.0, 170.0)}
+# Rates the records are written at (``synthesize(fs=None)``), with their shares: the encoder's
+# SignalSpec resamples them, as it does real records from 100 Hz (PTB-XL) to 1000 Hz (PTB).
+SAMPLING_RATES = {100: 0.3, 125: 0.1, 250: 0.2, 360: 0.1, 500: 0.2, 1000: 0.1}
 GRID_CHOICES = ("red", "blue", "green")
 
 HR_QUESTIONS = (
@@ -78,96 +84,21 @@ TEXT_QA = (
 # ---------------------------------------------------------------------------------------------
 # Simulation
 
-# Waves: P, Q, R, S, T. Offsets from the R peak (s) and widths (Gaussian sigma, s).
-_WAVES = ("P", "Q", "R", "S", "T")
-_SIGMA = np.array([0.022, 0.010, 0.012, 0.012, 0.045])
-# Amplitudes (mV) of each wave in leads I and II; III, aVR, aVL, aVF follow from them.
-_AMP_I = np.array([0.07, -0.05, 0.75, -0.10, 0.20])
-_AMP_II = np.array([0.14, -0.06, 1.15, -0.20, 0.30])
-# Precordial V1..V6 (rows) x waves: R grows and S shrinks from V1 to V6.
-_AMP_V = np.array(
-    [
-        # P     Q      R     S      T
-        [0.06, 0.00, 0.20, -0.95, -0.05],
-        [0.08, 0.00, 0.45, -1.20, 0.30],
-        [0.09, 0.00, 0.75, -0.85, 0.40],
-        [0.09, -0.04, 1.15, -0.50, 0.40],
-        [0.09, -0.07, 1.25, -0.25, 0.32],
-        [0.08, -0.08, 1.00, -0.10, 0.25],
-    ]
-)
-
-
-def _limb_leads(amp_i: np.ndarray, amp_ii: np.ndarray) -> np.ndarray:
-    """(6, n_waves) amplitudes of I, II, III, aVR, aVL, aVF (Einthoven / Goldberger)."""
-    iii = amp_ii - amp_i
-    avr = -(amp_i + amp_ii) / 2
-    avl = amp_i - amp_ii / 2
-    avf = amp_ii - amp_i / 2
-    return np.stack([amp_i, amp_ii, iii, avr, avl, avf])
-
-
-def _as_rng(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
-
 
 def simulate_ecg(heart_rate_bpm: float, fs: float = 100, duration_s: float = 10, rng=None) -> np.ndarray:
     """A synthetic 12-lead ECG, shape (12, round(fs * duration_s)), in mV, leads in standard order.
 
-    Beats follow ``heart_rate_bpm`` with +-3 % RR variability; each beat is a sum of Gaussian
-    P, Q, R, S and T waves whose per-lead amplitudes follow a normal 12-lead pattern (random
-    +-15 % per record, overall scale 0.8-1.2), plus baseline wander (< 0.15 mV) and white
-    noise (0.02 mV). ``rng``: a ``numpy.random.Generator``, a seed, or None (fresh entropy).
+    The heart (axes, morphology, rate-dependent PR/QT, RR variability) comes from
+    :mod:`.synth_waves`, the artefacts (baseline wander, EMG, mains, electrode motion, white
+    noise, gain) from :mod:`.synth_noise`. III, aVR, aVL and aVF are computed from the recorded
+    I and II, noise included, as an electrocardiograph does. ``rng``: a
+    ``numpy.random.Generator``, a seed, or None (fresh entropy).
     """
-    hr = float(heart_rate_bpm)
-    if not np.isfinite(hr) or not 10 <= hr <= 300:
-        raise DataError(f"simulate_ecg: heart rate must be between 10 and 300 bpm, got {heart_rate_bpm}")
-    if fs <= 0 or duration_s <= 0:
-        raise DataError(f"simulate_ecg: fs and duration_s must be > 0, got fs={fs}, duration_s={duration_s}")
-    rng = _as_rng(rng)
-    n = int(round(fs * duration_s))
-    t = np.arange(n) / fs
-
-    rr0 = 60.0 / hr
-    n_beats = int(np.ceil(duration_s / rr0)) + 3
-    rr = rr0 * (1.0 + rng.uniform(-0.03, 0.03, n_beats))
-    beats = np.cumsum(rr) - rr[0] - rng.uniform(0.0, rr0) - rr0  # first R peak before t = 0
-    # Timing adapts to the rate: QT ~ sqrt(RR) (Bazett), PR shortens a little when fast.
-    qt_scale = np.sqrt(np.clip(rr, 0.25, 2.0))
-    pr = 0.16 * np.clip(rr, 0.4, 1.2) ** 0.25
-    offsets = np.stack(
-        [-pr, np.full_like(rr, -0.03), np.zeros_like(rr), np.full_like(rr, 0.03), 0.30 * qt_scale]
-    )  # (5, B)
-    sigma = _SIGMA[:, None] * np.stack([np.ones_like(rr)] * 4 + [qt_scale])  # (5, B)
-    beat_gain = 1.0 + rng.normal(0.0, 0.03, n_beats)  # small beat-to-beat amplitude change
-
-    # Each Gaussian only matters within 5 sigma of its centre: evaluate it on that window of
-    # samples and scatter-add into one row per wave (bincount), instead of over the whole record.
-    centre = beats[None, :] + offsets  # (5, B)
-    n_w = len(_WAVES)
-    half = int(np.ceil(5.0 * sigma.max() * fs))
-    idx = np.round(centre * fs).astype(np.int64)[:, :, None] + np.arange(-half, half + 1)  # (5, B, K)
-    z = (idx / fs - centre[:, :, None]) / sigma[:, :, None]
-    val = beat_gain[None, :, None] * np.exp(-0.5 * z * z)
-    ok = (idx >= 0) & (idx < n)
-    flat = (idx + (np.arange(n_w) * n)[:, None, None])[ok]
-    waves = np.bincount(flat, weights=val[ok], minlength=n_w * n).reshape(n_w, n)
-
-    jitter = lambda shape: 1.0 + rng.uniform(-0.15, 0.15, shape)  # noqa: E731
-    limb = _limb_leads(_AMP_I * jitter(5), _AMP_II * jitter(5))
-    amps = np.concatenate([limb, _AMP_V * jitter((6, 5))]) * rng.uniform(0.8, 1.2)  # (12, 5)
-    sig = amps @ waves
-
-    # Baseline wander: one slow respiration-like sine, lead-specific amplitude and phase.
-    f_bw = rng.uniform(0.1, 0.4)
-    bw_amp = rng.uniform(0.0, 0.12, (12, 1))
-    bw_phase = rng.uniform(0.0, 2 * np.pi, (12, 1))
-    wt = 2 * np.pi * f_bw * t
-    # a sin(wt + phi) = a cos(phi) sin(wt) + a sin(phi) cos(wt): two sines instead of twelve.
-    sig += (bw_amp * np.cos(bw_phase)) * np.sin(wt)[None, :] + (bw_amp * np.sin(bw_phase)) * np.cos(wt)[None, :]
-    sig += rng.normal(0.0, 0.02, sig.shape)
+    hr = check_rate(heart_rate_bpm, fs, duration_s)
+    rng = as_rng(rng)
+    sig = add_artefacts(clean_ecg(hr, fs, duration_s, rng), fs, rng)
+    lead_i, lead_ii = sig[0], sig[1]
+    sig[2:6] = np.stack([lead_ii - lead_i, -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2, lead_ii - lead_i / 2])
     return sig
 
 
@@ -240,12 +171,14 @@ def _render_job(job) -> None:
 # Dataset
 
 
-def _split_records(rng: np.random.Generator, n: int, first_index: int, image_fraction: float, split: str):
+def _split_records(rng: np.random.Generator, n: int, first_index: int, image_fraction: float, split: str,
+                   fs: float | None):
     labels = np.array([CLASSES[i % 3] for i in range(n)])
     labels = labels[rng.permutation(n)]
     n_img = int(round(image_fraction * n))
     has_image = np.zeros(n, dtype=bool)
     has_image[rng.choice(n, size=n_img, replace=False)] = True
+    rates, shares = list(SAMPLING_RATES), list(SAMPLING_RATES.values())
     records = []
     for k in range(n):
         lo, hi = CLASS_HR_RANGES[labels[k]]
@@ -256,6 +189,7 @@ def _split_records(rng: np.random.Generator, n: int, first_index: int, image_fra
                 "label": str(labels[k]),
                 "hr": float(rng.uniform(lo, hi)),
                 "grid": str(rng.choice(GRID_CHOICES)) if has_image[k] else None,
+                "fs": float(fs) if fs is not None else float(rng.choice(rates, p=shares)),
             }
         )
     return records
@@ -310,7 +244,7 @@ def synthesize(
     n_train: int = 2400,
     n_test: int = 300,
     seed: int = 0,
-    fs: float = 100,
+    fs: float | None = None,
     image_fraction: float = 0.3,
     image_dpi: float = 30,
     *,
@@ -318,7 +252,8 @@ def synthesize(
 ) -> dict:
     """Write the synthetic dataset under ``out_dir`` and return a summary.
 
-    ``n_train`` / ``n_test`` count records (10 s, 12 leads at ``fs``); ``image_fraction`` of
+    ``n_train`` / ``n_test`` count records (10 s, 12 leads at ``fs`` Hz; None: each record at a
+    rate drawn from :data:`SAMPLING_RATES`); ``image_fraction`` of
     each split is also rendered as a sheet at ``image_dpi``. ``workers`` render processes
     (default: up to 2, by available CPUs). The same arguments always give the same files.
     Summary keys: ``out_dir``, ``records`` (per split), ``images``, ``items`` (per split and
@@ -329,7 +264,7 @@ def synthesize(
         raise DataError(f"synthesize: n_train and n_test must be >= 0 and not both 0, got {n_train}, {n_test}")
     if not 0.0 <= image_fraction <= 1.0:
         raise DataError(f"synthesize: image_fraction must be in [0, 1], got {image_fraction}")
-    if fs <= 0:
+    if fs is not None and not fs > 0:
         raise DataError(f"synthesize: fs must be > 0, got {fs}")
     if int(seed) != seed or seed < 0:
         raise DataError(f"synthesize: seed must be an integer >= 0, got {seed!r}")
@@ -344,14 +279,14 @@ def synthesize(
 
     rng = np.random.default_rng(seed)
     splits = {
-        "train": _split_records(rng, n_train, 0, image_fraction, "train"),
-        "test": _split_records(rng, n_test, n_train, image_fraction, "test"),
+        "train": _split_records(rng, n_train, 0, image_fraction, "train", fs),
+        "test": _split_records(rng, n_test, n_train, image_fraction, "test", fs),
     }
     items = {name: _items_for_split(rng, recs, name) for name, recs in splits.items()}
 
     records = [rec for recs in splits.values() for rec in recs]
     render_jobs = [
-        (str(img_dir / f"{rec['id']}.png"), rec["hr"], fs, seed, rec["seed"], rec["grid"], image_dpi)
+        (str(img_dir / f"{rec['id']}.png"), rec["hr"], rec["fs"], seed, rec["seed"], rec["grid"], image_dpi)
         for rec in records
         if rec["grid"] is not None
     ]
@@ -363,12 +298,12 @@ def synthesize(
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(_start_method())) as pool:
             done = pool.map(_render_job, render_jobs, chunksize=max(1, len(render_jobs) // (workers * 8)))
             for rec in records:
-                _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], fs, seed, rec["seed"]), fs)
+                _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], rec["fs"], seed, rec["seed"]), rec["fs"])
             for _ in done:  # re-raises a worker's error
                 pass
     else:
         for rec in records:
-            _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], fs, seed, rec["seed"]), fs)
+            _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], rec["fs"], seed, rec["seed"]), rec["fs"])
         for job in render_jobs:
             _render_job(job)
 
