@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from .config_augment import AugmentConfig
 from .errors import ConfigError
 
 TUNE_TYPES = ("frozen", "full", "lora", "qlora", "partial")
@@ -30,9 +31,13 @@ PARTIAL_KEYS = ("last_n_layers", "modules")
 @dataclass
 class LLMConfig:
     name: str = "vicuna"
-    path: Optional[str] = None  # local HF folder with weights; None builds from `arch`
+    # local HF folder or hub repo id (ORG/NAME[@REVISION]) with weights; None builds from `arch`
+    path: Optional[str] = None
     arch: dict = field(default_factory=dict)  # config overrides (tiny builds, or on top of path)
-    tokenizer: Optional[str] = None  # local tokenizer folder; None: `path`, else trained tiny
+    tokenizer: Optional[str] = None  # tokenizer folder or hub repo id; None: `path`, else trained tiny
+    # folder or hub repo id whose config.json planning (memory, --dry-run) reads while `path` is a
+    # local folder not made yet (e.g. a merged delta); unused when `path` exists or is a repo id
+    config: Optional[str] = None
     tokenizer_vocab_size: int = 1024  # for the tiny tokenizer trained from the data
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Optional[str] = None  # unset or auto: flash_attention_2 where installed + CUDA + bf16/fp16, else sdpa
@@ -41,7 +46,7 @@ class LLMConfig:
 @dataclass
 class VisionConfig:
     name: str = "clip"
-    path: Optional[str] = None
+    path: Optional[str] = None  # HF folder / weight file, or a hub repo id (ORG/NAME[@REV][:FILE])
     arch: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)  # tower-specific: select_layer, select_feature...
 
@@ -49,7 +54,7 @@ class VisionConfig:
 @dataclass
 class ECGConfig:
     name: str = "vit1d"
-    path: Optional[str] = None  # checkpoint file with encoder weights
+    path: Optional[str] = None  # checkpoint file with encoder weights, or ORG/NAME[@REV]:FILE on the hub
     arch: dict = field(default_factory=dict)
     signal: dict = field(default_factory=dict)  # SignalSpec overrides
     options: dict = field(default_factory=dict)
@@ -102,6 +107,12 @@ class DataConfig:
     # and reuses them from safetensors shards in feature_cache_dir (default <output_dir>/feature_cache)
     feature_cache: bool = False
     feature_cache_dir: Optional[str] = None
+    # size cap of feature_cache_dir in GB (all towers together): least recently used shards are
+    # removed once a write takes the folder over it; unset: no cap (see `gemfactory cache prune`)
+    feature_cache_max_gb: Optional[float] = None
+    # ECG augmentation of training samples (gain, noise, baseline wander, time shift, crop, lead
+    # dropout), each with a probability `p` (default 0: off); see gemfactory/config_augment.py
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -147,6 +158,9 @@ class TrainingConfig:
     save_steps: int = 0  # 0: save at the end of each stage only; N: also a resumable checkpoint every N steps
     save_total_limit: int = 2  # resumable checkpoints kept per stage (the newest)
     gradient_checkpointing: bool = False
+    # lm_head + cross-entropy over the labelled tokens in chunks, so the [tokens, vocab] logits are
+    # never held whole (liger-kernel's fused kernel on CUDA when installed); training loss only
+    fused_loss: bool = False
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # [] for none
 
 
@@ -450,9 +464,14 @@ def _check_recipe(r: Recipe) -> None:
         raise ConfigError(f"{src}: model.connectors.ecg: required when model.ecg is set")
     if not 0 <= r.data.max_bad_fraction <= 1:
         raise ConfigError(f"{src}: data.max_bad_fraction: must be within [0, 1]")
+    if r.data.feature_cache_max_gb is not None and not r.data.feature_cache_max_gb > 0:
+        raise ConfigError(f"{src}: data.feature_cache_max_gb: expected a positive number of GB, "
+                          f"got {r.data.feature_cache_max_gb}")
     if r.data.pack_tokens is not None and (not r.data.packing or r.data.pack_tokens < 1):
         raise ConfigError(f"{src}: data.pack_tokens: needs data.packing: true and a value >= 1, "
                           f"got {r.data.pack_tokens}")
+    for key, problem in r.data.augment.problems():
+        raise ConfigError(f"{src}: data.augment.{key}: {problem}")
     if not 0 <= r.data.random_visual_prompts <= 1:
         raise ConfigError(f"{src}: data.random_visual_prompts: must be within [0, 1], "
                           f"got {r.data.random_visual_prompts}")

@@ -108,3 +108,22 @@ def test_model_fused_loss_equals_default(tiny_built, packed):
     assert grads_a.keys() == grads_b.keys()
     for name in grads_a:
         torch.testing.assert_close(grads_b[name], grads_a[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_recipe_key_and_where_it_is_refused(tiny_built, tiny_data, tmp_path):
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.errors import ConfigError
+    from gemfactory.train.trainer import _check_fused_loss
+
+    from conftest import tiny_recipe
+
+    raw = tiny_recipe(tiny_data, tmp_path)
+    raw["training"]["fused_loss"] = True
+    assert recipe_from_dict(raw).training.fused_loss is True
+    model = copy.deepcopy(tiny_built[2])
+    assert _check_fused_loss(model, None) and _check_fused_loss(model, 2)
+    with pytest.raises(ConfigError, match="training.fused_loss: cannot be used here: ZeRO-3"):
+        _check_fused_loss(model, 3)
+    model.language_model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ConfigError, match="final_logit_softcapping"):
+        _check_fused_loss(model, None)

@@ -5,7 +5,9 @@ Follows transformers' padding-free convention (``DataCollatorWithFlattening``): 
 transformers builds a block-diagonal causal mask (eager / sdpa) or variable-length kernels
 (flash-attention), so no token attends across samples. The first label of every sample is
 ignored, so no token is predicted from the previous sample. Row tails are filled with pad tokens
-that each restart at position 0 (a block of their own) and carry no label.
+that each restart at position 0 (a block of their own) and carry no label. The batch also carries
+the segment offsets as transformers' variable-length kwargs (``cu_seq_lens_q`` ...), so neither the
+model nor its layers have to find the boundaries again (model/packed_attention.py).
 
 Image and ECG inputs are emitted in the order their placeholders appear in the packed rows,
 which is the order :meth:`GemForCausalLM.embed` fills them in.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..model.packed_attention import varlen_kwargs
 from ..template.base import IGNORE_INDEX
 from .dataset import Collator
 
@@ -66,20 +69,24 @@ class PackingCollator(Collator):
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=good[0]["input_ids"].dtype)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)  # pads: 0, each its own block
-        order = []
+        order, segment_lengths = [], []
         for r, row in enumerate(rows):
             at = 0
             for i in row:
                 f = good[i]
                 n = len(f["input_ids"])
+                segment_lengths.append(n)
                 ids[r, at:at + n] = f["input_ids"]
                 if "labels" in f:
                     labels[r, at + 1:at + n] = f["labels"][1:]  # the first token: not from the previous sample
                 positions[r, at:at + n] = torch.arange(n)
                 order.append(f)
                 at += n
+            if at < width:  # the row's padding: one segment of its own
+                segment_lengths.append(width - at)
         batch = {"input_ids": ids, "position_ids": positions,
-                 REAL_TOKENS: torch.tensor(sum(len(f["input_ids"]) for f in good))}
+                 REAL_TOKENS: torch.tensor(sum(len(f["input_ids"]) for f in good)),
+                 **varlen_kwargs(segment_lengths)}  # sample bounds for the attention kernels, once per batch
         if all("labels" in f for f in good):
             batch["labels"] = labels
         batch.update(self._modality_inputs(order))
