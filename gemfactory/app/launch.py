@@ -25,10 +25,13 @@ def run_app(args) -> int:
 
 
 def examples_folder(checkpoint, given) -> Path | None:
-    """``--examples DIR`` (which must hold records), else ``CKPT/examples`` when it exists."""
-    if given is None:
-        default = Path(checkpoint) / "examples"
-        return default if default.is_dir() else None
+    """``--examples DIR`` (which must hold records), else the run's ``examples`` folder when it holds records."""
+    if given is None:  # a run folder's examples (gemfactory train copies held-out records there)
+        folder = Path(checkpoint)
+        if folder.name == "model" and (folder / "config.json").is_file():  # RUN/STAGE/model
+            folder = folder.parents[1]
+        default = folder / "examples"
+        return default if default.is_dir() and any(default.glob("*.hea")) else None
     folder = Path(given)
     if not folder.is_dir():
         raise GemError(f"--examples {given}: folder not found; expected a folder of WFDB records (NAME.hea ...)")

@@ -1,5 +1,6 @@
 """The Gradio Blocks page: an ECG record (uploaded or an example) drawn as a 12-lead sheet, an optional
-image with a drawn visual prompt, and a chat whose answers stream in.
+image with a visual prompt drawn by clicking on it (or typed as coordinates), an optional caption and
+OCR text (LLaVA-Graph context, rendered as training renders it), and a chat whose answers stream in.
 
 Every user error appears as a warning toast and in the status line, in one sentence naming the file
 or value and what was expected. The model is shared; each browser tab has its own conversation.
@@ -11,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+from ..data.context import context_from_flags
 from ..data.render import render_ecg
 from ..data.visual_prompt import PALETTE, validate_prompt
 from ..errors import GemError
@@ -22,6 +24,7 @@ PROMPT_KINDS = ("none", "bbox", "arrow", "point")
 COORD_NAMES = {"bbox": ("x1", "y1", "x2", "y2"), "arrow": ("x1", "y1", "x2", "y2"), "point": ("x1", "y1")}
 SHEET_DPI = 80
 GENERATING = "*Generating the answer…*"  # the status line while an answer streams in
+CLICK_HELP = "Click the image to draw: one click places a point; two clicks make a box or an arrow (start, end)."
 
 
 def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir: Path) -> gr.Blocks:
@@ -55,7 +58,7 @@ def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir:
         return shown, "", None, []
 
     def answer(question, history, session, record, image, kind, color, x1, y1, x2, y2,
-               temperature, top_p, max_new_tokens):
+               temperature, top_p, max_new_tokens, caption="", ocr=""):
         history = list(history or [])
         if not str(question or "").strip():
             yield history, question, error("the question is empty; type a question first"), session
@@ -67,7 +70,8 @@ def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir:
                 size = loaded.processor.open_image(image).size if image else None
                 ecg = torch.from_numpy(record.model_signal) if record is not None and has_ecg else None
                 session = ChatSession(loaded, settings, ecg=ecg, image=image,
-                                      visual_prompts=visual_prompts(kind, color, (x1, y1, x2, y2), size))
+                                      visual_prompts=visual_prompts(kind, color, (x1, y1, x2, y2), size),
+                                      context=context_from_flags(caption or None, ocr or None))
             session.settings = settings
             yield asked, "", GENERATING, session
             for piece in session.ask_streaming(question):
@@ -100,7 +104,12 @@ def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir:
                     with gr.Row():
                         coords = [gr.Number(label=name, precision=0, minimum=0, min_width=80)
                                   for name in ("x1", "y1", "x2", "y2")]
-                    prompted = gr.Image(label="What the model sees", type="pil", interactive=False)
+                    prompted = gr.Image(label="What the model sees (click to draw the prompt)", type="pil",
+                                        interactive=False, elem_id="prompted")
+                    gr.Markdown(CLICK_HELP)
+                with gr.Accordion("Text context (LLaVA-Graph): caption and OCR", open=False):
+                    caption = gr.Textbox("", label="Caption", lines=2, elem_id="caption")
+                    ocr = gr.Textbox("", label="OCR text", lines=2, elem_id="ocr")
             with gr.Column():
                 chatbot = gr.Chatbot(label="Chat", elem_id="chat")
                 question = gr.Textbox(label="Question", placeholder="What is the heart rate?", elem_id="question")
@@ -119,8 +128,15 @@ def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir:
         for component in prompt_inputs:  # new image or prompt: redraw it, start a new conversation
             component.change(show_prompted_image, prompt_inputs, [prompted, status, session_state, chatbot],
                              api_name=False)
+        first_click = gr.State(None)  # the first corner of a box or arrow being drawn
+        for clickable in (image, prompted):
+            clickable.select(draw_by_click, [kind, first_click, *coords], [kind, first_click, *coords, status],
+                             api_name=False)
+        image.change(lambda: None, None, first_click, api_name=False)
+        for component in (caption, ocr):  # new context: a new conversation
+            component.change(lambda: (None, []), None, [session_state, chatbot], api_name=False)
         ask_inputs = [question, chatbot, session_state, record_state, *prompt_inputs,
-                      temperature, top_p, max_new_tokens]
+                      temperature, top_p, max_new_tokens, caption, ocr]
         ask_outputs = [chatbot, question, status, session_state]
         ask.click(answer, ask_inputs, ask_outputs, api_name="ask")
         question.submit(answer, ask_inputs, ask_outputs, api_name=False)
@@ -141,6 +157,32 @@ def visual_prompts(kind: str, color: str, coords, image_size) -> list[dict]:
     prompt = visual_prompt(kind, [int(v) for v in values], color)
     validate_prompt(prompt, image_size, f"{kind} prompt")
     return [prompt]
+
+
+def draw_by_click(kind, first_click, x1, y1, x2, y2, evt: gr.SelectData):
+    """A click at ``evt.index`` (image pixels): a point, or one end of a box/arrow (see :func:`click_prompt`)."""
+    kind, first_click, coords, message = click_prompt(kind, first_click, (x1, y1, x2, y2), evt.index)
+    return kind, first_click, *coords, message
+
+
+def click_prompt(kind, first_click, coords, xy) -> tuple:
+    """(kind, first corner, coordinates, status) after a click at ``xy``.
+
+    A point takes one click (``none`` becomes ``point``); a box or arrow takes two: the first is kept
+    as the pending corner (the coordinates stay as they were), the second completes it (a box with
+    x1 <= x2 and y1 <= y2; an arrow from the first click to the second).
+    """
+    x, y = (int(round(v)) for v in xy)
+    if kind in (None, "none", "point"):
+        return "point", None, [x, y, *list(coords)[2:]], f"Point at ({x}, {y})."
+    if first_click is None:
+        return kind, [x, y], list(coords), f"First {'corner' if kind == 'bbox' else 'end'} at ({x}, {y}); " \
+                                            f"click the {'opposite corner' if kind == 'bbox' else 'arrow head'}."
+    (fx, fy) = first_click
+    if kind == "bbox":
+        box = [min(fx, x), min(fy, y), max(fx, x), max(fy, y)]
+        return kind, None, box, f"Box from ({box[0]}, {box[1]}) to ({box[2]}, {box[3]})."
+    return kind, None, [fx, fy, x, y], f"Arrow from ({fx}, {fy}) to ({x}, {y})."
 
 
 def discard_record(record) -> None:

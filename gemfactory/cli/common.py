@@ -23,6 +23,13 @@ def add_load_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--load-8bit", action="store_true", help="quantise the language model to 8 bits (CUDA)")
 
 
+def add_context_flags(s: argparse.ArgumentParser) -> None:
+    """LLaVA-Graph text context, rendered into the first question as training renders ``context``."""
+    s.add_argument("--caption", help="figure caption shown to the model (a 'Caption: ...' line)")
+    s.add_argument("--ocr", help="text read off the figure, shown to the model (an 'OCR: ...' line)")
+    s.add_argument("--context", metavar="FILE", help='JSON file {"caption": ..., "ocr": ...} (either key optional)')
+
+
 def positive(kind):
     def parse(text: str):
         try:

@@ -1,7 +1,7 @@
 """``gemfactory`` commands: chat with a checkpoint and serve it as a web app."""
 from __future__ import annotations
 
-from .common import add_load_flags
+from .common import add_context_flags, add_load_flags
 
 
 def register(sub) -> None:
@@ -18,6 +18,7 @@ def register(sub) -> None:
     s.add_argument("--prompt-color", default="red", help="colour of the drawn prompts: a name or #rrggbb")
     s.add_argument("--prompt-width", type=int, help="line width of the drawn prompts in pixels "
                    "(default: from the image size)")
+    add_context_flags(s)
     s.add_argument("--max-new-tokens", type=int, default=128)
     s.add_argument("--temperature", type=float, default=0.0)
     s.add_argument("--top-p", type=float, default=1.0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .common import positive
 
@@ -62,6 +63,11 @@ def cmd_train(args) -> int:
         final = train(recipe, resume=args.resume)
     if is_main_process():
         print(f"model saved to {final}")
+        from ..train.examples import copy_examples
+
+        shipped = copy_examples(recipe.data, recipe.training.output_dir)
+        if shipped:  # the records `gemfactory app` offers as examples
+            print(f"example records copied to {Path(recipe.training.output_dir) / 'examples'}: {', '.join(shipped)}")
     return 0
 
 

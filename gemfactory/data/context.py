@@ -21,7 +21,9 @@ supervised; the caption and OCR lines are part of the prompt.
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from ..errors import DataError
 from ..template.base import PLACEHOLDERS, Turn
@@ -79,3 +81,26 @@ def apply_context(turns: list[Turn], context, item_id: str = "?") -> list[Turn]:
         text = head + block + turn.text[len(m.group(0)) if m else 0:]
         return [*turns[:k], Turn("user", text), *turns[k + 1:]]
     raise DataError(f"sample {item_id}: has a context but no user turn to put it in")
+
+
+def context_from_flags(caption: str | None = None, ocr: str | None = None, path=None) -> dict | None:
+    """The context of ``--caption`` / ``--ocr`` / ``--context FILE`` (a JSON object with ``caption``
+    and/or ``ocr``); a key given both in the file and as a flag is an error. ``None`` when none is given."""
+    context: dict = {}
+    if path is not None:
+        try:
+            context = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DataError(f"--context {path}: cannot read it ({exc.strerror or exc}); expected a JSON file "
+                            f'like {{"caption": "...", "ocr": "..."}}') from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"--context {path}: not valid JSON ({exc}); expected an object like "
+                            f'{{"caption": "...", "ocr": "..."}}') from None
+        context = dict(check_context(context, f"--context {path}") or {})
+    for key, value in (("caption", caption), ("ocr", ocr)):
+        if value is None:
+            continue
+        if key in context:
+            raise DataError(f"--{key} and --context {path} both give the {key}; give it once")
+        context[key] = value
+    return check_context(context, "--caption/--ocr") if context else None

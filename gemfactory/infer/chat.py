@@ -1,7 +1,9 @@
 """``gemfactory chat``: one-shot or interactive, streaming to the terminal.
 
 ``--bbox``, ``--arrow`` and ``--point`` draw ViP-LLaVA visual prompts on ``--image`` before the model
-sees it, so that a question can refer to "the red rectangle".
+sees it, so that a question can refer to "the red rectangle". ``--caption``, ``--ocr`` and
+``--context FILE`` give LLaVA-Graph text context, written into the first question exactly as
+training writes an item's ``context`` (:func:`gemfactory.data.context.apply_context`).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import math
 import sys
 from typing import Iterator
 
+from ..data.context import apply_context, context_from_flags
 from ..data.visual_prompt import PALETTE, parse_color, validate_prompt
 from ..errors import DataError, GemError
 from ..template.base import Turn
@@ -67,6 +70,8 @@ def prompts_from_args(args) -> list[tuple[str, dict]]:
 
 def run_chat(args) -> int:
     flagged = prompts_from_args(args)  # bad flags fail before the model loads
+    context = context_from_flags(getattr(args, "caption", None), getattr(args, "ocr", None),
+                                 getattr(args, "context", None))
     loaded = load_pretrained_model(args.checkpoint, device=args.device, dtype=args.dtype,
                                    load_4bit=args.load_4bit, load_8bit=args.load_8bit)
     if flagged:
@@ -75,7 +80,7 @@ def run_chat(args) -> int:
             validate_prompt(prompt, size, where)
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p)
     session = ChatSession(loaded, settings, ecg=args.ecg, image=args.image,
-                          visual_prompts=[prompt for _, prompt in flagged])
+                          visual_prompts=[prompt for _, prompt in flagged], context=context)
     if args.question:
         session.ask(args.question, out=sys.stdout)
         return 0
@@ -98,9 +103,10 @@ def run_chat(args) -> int:
 
 
 class ChatSession:
-    def __init__(self, loaded, settings, ecg=None, image=None, visual_prompts=None):
+    def __init__(self, loaded, settings, ecg=None, image=None, visual_prompts=None, context=None):
         self.loaded, self.settings = loaded, settings
         self.ecg, self.image = ecg, image
+        self.context = context  # {"caption", "ocr"}: written into the first question, as in training
         self.visual_prompts: list[dict] = list(visual_prompts or [])  # drawn on the image
         if self.visual_prompts and image is None:
             raise GemError("visual prompts are drawn on an image, but the chat has none (--image)")
@@ -127,6 +133,8 @@ class ChatSession:
             prefix = ("<ecg>\n" if self.ecg is not None else "") + ("<image>\n" if self.image is not None else "")
             question = prefix + question
         turns = self.turns + [Turn("user", question)]
+        if not self.turns:
+            turns = apply_context(turns, self.context, "chat")
         pieces = []
         prompt = Prompt(turns, image=self.model_image(), ecg=self.ecg)
         for piece in stream(self.loaded, prompt, self.settings):
