@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-
 from conftest import tiny_recipe
+
 from gemfactory.cli import main
 from gemfactory.data.ecg_io import write_ecg
 from gemfactory.data.qrs import detect_record, rate_class

@@ -3,8 +3,8 @@ import json
 from pathlib import Path
 
 import yaml
-
 from conftest import tiny_recipe
+
 from gemfactory.app.launch import examples_folder
 from gemfactory.app.uploads import example_records
 from gemfactory.cli import main
@@ -45,7 +45,7 @@ def test_no_eval_data_ships_no_examples(tiny_data, tmp_path):
 
 def test_train_command_copies_them_and_the_app_finds_them_from_the_model_folder(tiny_data, tmp_path, monkeypatch,
                                                                                 capsys):
-    import gemfactory.train.trainer as trainer
+    from gemfactory.train import trainer
 
     model_dir = tmp_path / "run" / "finetune" / "model"
     model_dir.mkdir(parents=True)

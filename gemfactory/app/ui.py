@@ -172,12 +172,12 @@ def click_prompt(kind, first_click, coords, xy) -> tuple:
     as the pending corner (the coordinates stay as they were), the second completes it (a box with
     x1 <= x2 and y1 <= y2; an arrow from the first click to the second).
     """
-    x, y = (int(round(v)) for v in xy)
+    x, y = (round(v) for v in xy)
     if kind in (None, "none", "point"):
         return "point", None, [x, y, *list(coords)[2:]], f"Point at ({x}, {y})."
     if first_click is None:
-        return kind, [x, y], list(coords), f"First {'corner' if kind == 'bbox' else 'end'} at ({x}, {y}); " \
-                                            f"click the {'opposite corner' if kind == 'bbox' else 'arrow head'}."
+        what, next_one = ("corner", "opposite corner") if kind == "bbox" else ("end", "arrow head")
+        return kind, [x, y], list(coords), f"First {what} at ({x}, {y}); click the {next_one}."
     (fx, fy) = first_click
     if kind == "bbox":
         box = [min(fx, x), min(fy, y), max(fx, x), max(fy, y)]

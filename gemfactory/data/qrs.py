@@ -104,7 +104,7 @@ def bandpass(signal: np.ndarray, fs: float) -> np.ndarray:
 
 
 def envelope(filtered: np.ndarray, fs: float) -> np.ndarray:
-    width = max(1, int(round(ENVELOPE_S * fs)))
+    width = max(1, round(ENVELOPE_S * fs))
     energy = np.gradient(filtered) ** 2
     return np.convolve(energy, np.ones(width) / width, mode="same")
 
@@ -116,11 +116,11 @@ def detect(signal: np.ndarray, fs: float, lead: str = "?", lead_choice: str = "g
     signal = np.nan_to_num(np.asarray(signal, dtype=np.float64))
     filtered = bandpass(signal, fs)
     env = envelope(filtered, fs)
-    refractory = max(1, int(round(REFRACTORY_S * fs)))
+    refractory = max(1, round(REFRACTORY_S * fs))
     peaks, props = find_peaks(env, distance=refractory, prominence=0)
     peaks = peaks[props["prominences"] >= SEPARATE * env[peaks]]  # one bump per complex
     beats = _pick(peaks, env, fs)
-    radius = max(1, int(round(REFINE_S * fs)))
+    radius = max(1, round(REFINE_S * fs))
     starts = [max(0, b - radius) for b in beats]
     placed = np.unique(np.array([lo + int(np.argmax(np.abs(filtered[lo:b + radius + 1])))
                                  for lo, b in zip(starts, beats)], dtype=int))

@@ -60,7 +60,7 @@ def copy_examples(data: DataConfig, run_dir, limit: int = 3) -> list[str]:
                     raise FileNotFoundError(f"missing {', '.join(missing)}")
                 for f in files:
                     shutil.copyfile(f, tmp / f.name)
-            except Exception as exc:  # wfdb and the file system raise assorted errors; an example is optional
+            except Exception as exc:  # noqa: BLE001 -- wfdb and the file system raise assorted errors; optional
                 log.warning("example record %s not copied (%s: %s)", record, type(exc).__name__, exc)
                 continue
             copied.append(record.name)

@@ -16,7 +16,7 @@ import wfdb
 
 from ...data.ecg_io import read_ecg
 from ...data.qrs import detect_record, rate_class
-from ...data.synth import HR_ANSWERS, HR_QUESTIONS
+from ...data.synth import HR_ANSWERS
 from ...errors import DataError, ECGError
 from ...registry import EVAL_TASKS
 from ..base import EvalTask
@@ -35,7 +35,7 @@ def _item(record_id: str, ecg: str, label: str, question: str, **detector) -> di
 @EVAL_TASKS.register("heart_rate")
 class HeartRate(EvalTask):
     name = "heart_rate"
-    options = {"question": QUESTION}
+    options = {"question": QUESTION}  # noqa: RUF012 -- read-only, as the base class's
     examples = tuple(_item(f"r{k}", f"r{k}", label, QUESTION, rate_bpm=bpm, lead="II", beats=beats)
                      for k, (label, bpm, beats) in enumerate((("bradycardia", 48.0, 8), ("normal", 75.0, 12),
                                                                ("tachycardia", 130.0, 21))))
@@ -116,7 +116,7 @@ def record_names(folder: Path) -> list[str]:
     for hea in headers:
         try:
             header = wfdb.rdheader(str(hea.with_suffix("")))
-        except Exception:  # wfdb raises assorted errors; the record is listed as unusable later
+        except Exception:  # noqa: BLE001, S112 -- wfdb raises assorted errors; read again (and listed) later
             continue
         for segment in getattr(header, "seg_name", None) or []:
             if segment and segment != "~":
