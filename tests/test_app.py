@@ -234,6 +234,47 @@ def test_command_serves_the_page_and_its_examples_on_localhost(checkpoint, synth
         proc.wait(timeout=60)
 
 
+def test_client_asks_with_a_caption_and_ocr_rendered_as_in_training(app_url, synthetic_record, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    from gemfactory.data.context import apply_context
+    from gemfactory.infer import chat
+    from gemfactory.template.base import Turn
+
+    seen = []
+    real = chat.stream
+    monkeypatch.setattr(chat, "stream", lambda loaded, prompt, settings: seen.append(prompt) or real(
+        loaded, prompt, settings))  # the app serves from this process: it asks through the spy
+    client = Client(app_url, verbose=False)
+    client.predict([handle_file(str(f)) for f in synthetic_record], api_name="/upload_record")
+    caption, ocr = "Figure 3: resting ECG.", "25 mm/s"
+    chat_out, _, status = client.predict(QUESTION, [], None, "none", "red", None, None, None, None, 0.0, 1.0, 4,
+                                         caption, ocr, api_name="/ask")
+    assert status == "" and message_text(chat_out[0]) == QUESTION
+    trained = apply_context([Turn("user", "<ecg>\n" + QUESTION)], {"caption": caption, "ocr": ocr})
+    assert [p.turns for p in seen] == [trained]
+    assert trained[0].text == f"<ecg>\nCaption: {caption}\nOCR: {ocr}\n{QUESTION}"
+
+
+def test_clicks_draw_points_boxes_and_arrows():
+    import gradio as gr
+
+    from gemfactory.app.ui import click_prompt, draw_by_click
+
+    none = (None, None, None, None)
+    assert click_prompt("none", None, none, (12.4, 30.6)) == ("point", None, [12, 31, None, None],
+                                                              "Point at (12, 31).")
+    kind, first, coords, status = click_prompt("bbox", None, (1, 2, 3, 4), (50, 40))
+    assert (kind, first, coords) == ("bbox", [50, 40], [1, 2, 3, 4])  # the typed box stays until the 2nd click
+    assert status == "First corner at (50, 40); click the opposite corner."
+    assert click_prompt("bbox", first, coords, (10, 60)) == ("bbox", None, [10, 40, 50, 60],
+                                                             "Box from (10, 40) to (50, 60).")
+    assert click_prompt("arrow", [50, 40], none, (10, 60))[:3] == ("arrow", None, [50, 40, 10, 60])
+    event = gr.SelectData(None, {"index": [7, 9], "value": None})
+    assert draw_by_click("arrow", None, *none, event) == ("arrow", [7, 9], *none,
+                                                          "First end at (7, 9); click the arrow head.")
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--max-upload-mb", "0"], "error: --max-upload-mb 0: expected a size in MB above 0"),
     (["--examples", "nowhere"], "error: --examples nowhere: folder not found; expected a folder of WFDB records"),
