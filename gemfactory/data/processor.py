@@ -16,6 +16,7 @@ from ..errors import DataError, ECGError
 from ..template.base import (
     ECG_TOKEN, IGNORE_INDEX, IMAGE_TOKEN, ChatTemplate, Turn, normalize_conversation,
 )
+from .augment import ECGAugmenter
 from .context import apply_context
 from .ecg_io import ECGStats, read_ecg
 
@@ -34,6 +35,8 @@ class Processor:
     ecg_stats: ECGStats = field(default_factory=ECGStats)
     # ViP-LLaVA augmentation: chance per image sample without visual_prompts of one random prompt
     random_visual_prompts: float = 0.0
+    # data.augment (training only: the trainer sets it; eval, chat and the app leave it None)
+    augment: ECGAugmenter | None = None
 
     @classmethod
     def from_model(cls, model, tokenizer, template: ChatTemplate, max_length: int = 2048):
@@ -181,6 +184,8 @@ class Processor:
                 inputs = {}
             if ecg:
                 inputs["ecg"] = self.load_ecg(Path(ecg_folder) / ecg)
+                if self.augment is not None:
+                    inputs["ecg"] = self.augment(inputs["ecg"], item_id)
         except (DataError, ECGError) as exc:  # a DataError, so on_bad_sample=skip skips unreadable records too
             raise DataError(f"sample {item_id}: {exc}") from None
         feats = self.encode(turns, has_image=bool(image), has_ecg=bool(ecg), item_id=item_id,
