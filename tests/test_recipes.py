@@ -64,6 +64,11 @@ def test_fragments_are_only_bases():
 
 
 # hyper-parameters ---------------------------------------------------------------------------------
+LLM_REPOS = {"gem-vicuna7b.yaml": "lmsys/vicuna-7b-v1.5", "gem-phi2.yaml": "microsoft/phi-2",
+             "gem-llama3-8b.yaml": "meta-llama/Meta-Llama-3-8B-Instruct",
+             "gem-qwen2-1.5b.yaml": "Qwen/Qwen2-1.5B-Instruct"}
+
+
 @pytest.mark.parametrize("name, llm, template", [
     ("gem-vicuna7b.yaml", "vicuna", "vicuna_v1"), ("gem-phi2.yaml", "phi", "phi"),
     ("gem-llama3-8b.yaml", "llama3", "llama3"), ("gem-qwen2-1.5b.yaml", "qwen2", "chatml"),
@@ -74,8 +79,8 @@ def test_gem_recipes(name, llm, template):
     r = recipe(name)
     m = r.model
     assert (m.llm.name, m.template, m.layout) == (llm, template, "gem")
-    assert m.llm.path.startswith("models/")
-    assert m.vision.name == "clip" and m.vision.path == "models/clip-vit-large-patch14-336"
+    assert m.llm.path == LLM_REPOS[name]  # hub repo ids, resolved through the hub cache
+    assert m.vision.name == "clip" and m.vision.path == "openai/clip-vit-large-patch14-336"
     assert m.vision.options["select_layer"] == -2 and m.vision.options["select_feature"] == "patch"
     assert m.ecg.name == "vit1d"
     arch, spec = ECG_ENCODERS.get("vit1d").resolve(m.ecg.arch, m.ecg.signal)
@@ -91,8 +96,8 @@ def test_gem_recipes(name, llm, template):
 
 def test_llava_v15_two_stages():
     r = recipe("llava-v1.5-7b.yaml")
-    assert (r.model.llm.name, r.model.llm.path) == ("vicuna", "models/vicuna-7b-v1.5")
-    assert r.model.vision.path == "models/clip-vit-large-patch14-336"
+    assert (r.model.llm.name, r.model.llm.path) == ("vicuna", "lmsys/vicuna-7b-v1.5")
+    assert r.model.vision.path == "openai/clip-vit-large-patch14-336"
     assert r.model.vision.options["select_layer"] == -2
     assert r.model.connectors["image"].name == "mlp2x_gelu" and r.model.ecg is None
     pre, fine = r.stages
@@ -107,8 +112,8 @@ def test_llava_v15_two_stages():
 def test_tinyllava_phi2_siglip():
     r = recipe("tinyllava-phi2-siglip.yaml")
     m = r.model
-    assert (m.llm.name, m.llm.path, m.template) == ("phi", "models/phi-2", "phi")
-    assert (m.vision.name, m.vision.path) == ("siglip", "models/siglip-so400m-patch14-384")
+    assert (m.llm.name, m.llm.path, m.template) == ("phi", "microsoft/phi-2", "phi")
+    assert (m.vision.name, m.vision.path) == ("siglip", "google/siglip-so400m-patch14-384")
     assert m.vision.options["select_layer"] == -2 and m.connectors["image"].name == "mlp2x_gelu"
     pre, fine = r.stages
     assert (pre.lr, global_batch(pre), fine.lr, global_batch(fine)) == (1e-3, 256, 2e-5, 128)
@@ -119,7 +124,7 @@ def test_tinyllava_phi2_siglip():
 def test_vip_llava_three_stages_and_four_layers():
     r = recipe("vip-llava-7b.yaml")
     assert r.model.vision.options["layers"] == [-2, -5, -8, -11]
-    assert r.model.vision.path == "models/clip-vit-large-patch14-336"
+    assert r.model.vision.path == "openai/clip-vit-large-patch14-336"
     assert [s.name for s in r.stages] == ["pretrain", "finetune", "finetune_gpt4v"]
     assert [(s.lr, global_batch(s)) for s in r.stages] == [(1e-3, 256), (2e-5, 128), (2e-5, 128)]
     assert r.stages[0].tune["llm"] == "frozen" and r.stages[1].tune["llm"] == r.stages[2].tune["llm"] == "full"
@@ -149,7 +154,7 @@ def test_shrink_keeps_choices_and_drops_sizes(synth):
     assert {k: c.name for k, c in m.connectors.items()} == {k: c.name for k, c in full.model.connectors.items()}
     assert [(s.name, s.tune, s.lr) for s in tiny.stages] == [(s.name, s.tune, s.lr) for s in full.stages]
     assert tiny.training.deepspeed is None and tiny.data.train.startswith(str(synth))
-    assert full.model.llm.path == "models/Meta-Llama-3-8B-Instruct"  # the recipe itself is untouched
+    assert full.model.llm.path == "meta-llama/Meta-Llama-3-8B-Instruct"  # the recipe itself is untouched
     vip = shrink(recipe("vip-llava-7b.yaml"), synth)
     assert vip.model.vision.arch["num_hidden_layers"] == 11  # -11 still names a block output
 
@@ -192,14 +197,18 @@ def test_out_of_range_select_layer_fails_the_tiny_check(synth, capsys):
     assert "model.vision.options.select_layer" in err and "99" in err
 
 
-def test_recipe_check_lists_missing_paths(capsys):
+def test_recipe_check_lists_missing_paths(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty hub cache
     rc, out, err = check(capsys, "gem-vicuna7b.yaml")
-    assert rc == 2 and "ok" not in out
+    assert rc == 2 and out.splitlines()[-1] != "ok"
+    # hub repos are no local paths: their cache state is listed, and the config is built from shipped configs
+    assert "hub model.llm.path: lmsys/vicuna-7b-v1.5: not cached (gemfactory download " in out
+    assert "config ok (llm vicuna" in out
     missing = [line for line in err.splitlines() if line.startswith("missing ")]
     keys = [line.split(":")[0].removeprefix("missing ") for line in missing]
-    assert keys[:3] == ["model.llm.path", "model.vision.path", "model.ecg.path"]
+    assert keys[0] == "model.ecg.path" and "model.llm.path" not in keys
     assert "data.train" in keys and len(keys) == len(set(keys))
-    assert "missing model.llm.path: models/vicuna-7b-v1.5" in err
+    assert "missing model.ecg.path: models/ecg-coca.pt" in err
     assert "--tiny" in err.splitlines()[-1]
 
 

@@ -7,11 +7,11 @@ import os
 import sys
 
 from ..errors import GemError
-from . import components, data, evaluate, export, serve, training
+from . import cache, components, data, download, evaluate, export, importer, serve, training
 from .components import imported_rows, source_rows  # noqa: F401  (re-exported for tests and tools)
 
 # one module per command group; each adds its subcommands to the parser
-COMMAND_GROUPS = (components, training, serve, evaluate, export, data)
+COMMAND_GROUPS = (components, training, serve, evaluate, export, importer, data, download, cache)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.command != "download":  # only `download` reaches the hub unless HF_HUB_OFFLINE=0 is set
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return args.func(args) or 0
     except GemError as exc:

@@ -1,17 +1,20 @@
 """Recipe -> GemForCausalLM + tokenizer, through the registries."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Iterable
 
 import torch
 
+from .. import hub
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import CONNECTORS, ECG_ENCODERS, LLMS, TEMPLATES, VISION_TOWERS
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN
 from .configuration import GemConfig
 from .modeling import GemForCausalLM
+from .sources import VocabOnlyTokenizer, local_model_config, planning_model_config, planning_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -42,18 +45,28 @@ def tokenizer_texts(recipe, template) -> list[str]:
     return texts
 
 
-def tokenizer_for_recipe(recipe, template=None):
-    """A local tokenizer folder when the recipe names one, else a tiny BPE trained on its data."""
+def tokenizer_for_recipe(recipe, template=None, planning: bool = False):
+    """The tokenizer the recipe names (a folder or hub repo), else a tiny BPE trained on its data.
+
+    ``planning``: a tokenizer that is not cached becomes a ``VocabOnlyTokenizer`` (a warning says so)."""
     template = template or recipe_template(recipe)
-    local = recipe.model.llm.tokenizer or recipe.model.llm.path
-    return build_tokenizer(recipe.model, None if local else tokenizer_texts(recipe, template))
+    cfg = recipe.model
+    if planning:
+        found = planning_tokenizer(cfg, recipe.source)
+        if isinstance(found, VocabOnlyTokenizer):
+            return found
+        if found is not None:
+            cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, tokenizer=found))
+    local = cfg.llm.tokenizer or cfg.llm.path
+    return build_tokenizer(cfg, None if local else tokenizer_texts(recipe, template), recipe.source)
 
 
-def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None):
+def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None, origin: str | None = None):
     family = LLMS.get(cfg.llm.name)()
     source = cfg.llm.tokenizer or cfg.llm.path
     if source:
-        tok = family.load_tokenizer(source)
+        key = "model.llm.tokenizer" if cfg.llm.tokenizer else "model.llm.path"
+        tok = family.load_tokenizer(hub.resolve(source, key, "tokenizer", origin))
     else:
         if texts is None:
             raise ConfigError(
@@ -67,7 +80,10 @@ def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None):
     return tok
 
 
-def build_config(cfg: ModelConfig, tokenizer) -> GemConfig:
+def build_config(cfg: ModelConfig, tokenizer, planning: bool = False, origin: str | None = None) -> GemConfig:
+    """The GemConfig of ``cfg``. Hub references are resolved: with weights, or with ``planning``
+    configs only (shipped ones standing in for repositories that are not cached)."""
+    cfg = planning_model_config(cfg, origin) if planning else local_model_config(cfg, origin)
     family = LLMS.get(cfg.llm.name)()
     text_config = family.make_config(cfg.llm.arch, len(tokenizer), cfg.llm.path)
     if not cfg.llm.path:  # a tiny build: the trained tokenizer's ids, not the model type's defaults
@@ -122,9 +138,10 @@ def attention_kernel(asked: str | None, dtype: str) -> str:
     return "sdpa"
 
 
-def build_model(cfg: ModelConfig, tokenizer) -> GemForCausalLM:
+def build_model(cfg: ModelConfig, tokenizer, origin: str | None = None) -> GemForCausalLM:
     from transformers.integrations import is_deepspeed_zero3_enabled
 
+    cfg = local_model_config(cfg, origin)  # hub references -> cached folders / files (weights)
     config = build_config(cfg, tokenizer)
     language_model = None
     if cfg.llm.path:

@@ -509,7 +509,9 @@ class LocalPath(NamedTuple):
 
 
 def missing_local_paths(recipe: Recipe) -> list[LocalPath]:
-    """Local files and folders the recipe names that do not exist (weights, data, DeepSpeed JSON)."""
+    """Local files and folders the recipe names that do not exist (weights, data, DeepSpeed JSON);
+    hub repo ids are not local paths and are left out."""
+    from ..hub import is_hub_ref
     from ..train.trainer import DEEPSPEED_DIR
 
     m, d = recipe.model, recipe.data
@@ -539,6 +541,8 @@ def missing_local_paths(recipe: Recipe) -> list[LocalPath]:
         wanted.append(LocalPath("training.deepspeed", ds, "a DeepSpeed JSON file"))
     seen, out = set(), []
     for item in wanted:
+        if item.key.startswith("model.") and is_hub_ref(item.path):
+            continue  # a hub repo: resolved through the cache (hub_status says whether it is there)
         if item.path and not Path(item.path).exists() and (item.key, item.path) not in seen:
             seen.add((item.key, item.path))
             out.append(item)

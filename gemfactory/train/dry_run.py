@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -17,9 +18,11 @@ from ..config import Recipe
 from ..data.dataset import Collator, GemDataset
 from ..data.processor import Processor
 from ..errors import DataError
+from ..hub import is_hub_ref
 from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..registry import TEMPLATES
-from .memory import estimate_stage
+from ..model.sources import model_paths, weights_missing
+from .memory import estimate_stage, meta_model
 from .trainer import deepspeed_config, zero_stage
 from .tuning import apply_tuning, check_tuning, finish_tuning, parameter_counts
 
@@ -29,8 +32,15 @@ TIMED_STEPS = 3
 def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
     check_tuning(recipe)
     template = recipe_template(recipe)
-    tokenizer = tokenizer_for_recipe(recipe, template)
-    model = build_model(recipe.model, tokenizer)
+    tokenizer = tokenizer_for_recipe(recipe, template, planning=True)
+    absent = unavailable_weights(recipe)
+    if absent or getattr(tokenizer, "vocab_only", False):
+        # planning only: shapes from the configs, nothing read or allocated
+        model = meta_model(recipe, tokenizer)
+        out(f"weights not here ({', '.join(absent) or 'tokenizer only'}): parameters and memory from the "
+            f"configs on the meta device; no timed steps (gemfactory download {recipe.source} fetches them)")
+    else:
+        model = build_model(recipe.model, tokenizer, origin=recipe.source)
     zero = zero_stage(deepspeed_config(recipe.training.deepspeed))
     for stage in recipe.stages:
         tunes = apply_tuning(model, stage)
@@ -38,27 +48,49 @@ def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
         out(f"== stage {stage.name}")
         for comp, (trainable, total) in counts.items():
             out(f"  {comp:<10} {tunes[comp]:<8} {trainable:>14,} trainable {total - trainable:>14,} frozen")
-        stage_template = TEMPLATES.get(stage.template)() if stage.template else template
-        max_len = stage.max_length or recipe.data.max_length
-        processor = Processor.from_model(model, tokenizer, stage_template, max_len)
-        dataset = GemDataset(stage.train or recipe.data.train, processor,
-                             stage.image_folder or recipe.data.image_folder,
-                             stage.ecg_folder or recipe.data.ecg_folder)
-        lengths, too_long, bad = sequence_lengths(dataset, processor, max_len)
-        if lengths:
-            q = statistics.quantiles(lengths, n=20) if len(lengths) > 1 else [lengths[0]] * 19
-            out(f"  data       {len(dataset)} samples; tokens min {min(lengths)} median "
-                f"{statistics.median(lengths):.0f} p95 {q[18]:.0f} max {max(lengths)}; "
-                f"{too_long} over max_length {max_len}; {bad} unusable")
+        dataset = stage_data(recipe, stage, model, tokenizer, template, out)
         est = estimate_stage(model, recipe, stage, devices, zero)
         out(f"  memory     per device over {devices} device(s), "
             f"{'ZeRO-%s' % zero if zero is not None else 'no ZeRO'}: {est.describe()} (gemfactory memory explains)")
-        seconds = time_steps(model, dataset, tokenizer, stage.batch_size, stage.lr)
-        steps = stage.max_steps if stage.max_steps > 0 else math.ceil(
-            stage.epochs * len(dataset) / (stage.batch_size * stage.gradient_accumulation_steps * devices))
-        per_step = seconds * stage.gradient_accumulation_steps
-        out(f"  time       {per_step:.2f} s/step here x {steps} steps ~ {per_step * steps / 60:.1f} min")
+        if dataset is not None and not absent:
+            seconds = time_steps(model, dataset, tokenizer, stage.batch_size, stage.lr)
+            steps = stage.max_steps if stage.max_steps > 0 else math.ceil(
+                stage.epochs * len(dataset) / (stage.batch_size * stage.gradient_accumulation_steps * devices))
+            per_step = seconds * stage.gradient_accumulation_steps
+            out(f"  time       {per_step:.2f} s/step here x {steps} steps ~ {per_step * steps / 60:.1f} min")
         finish_tuning(model)
+
+
+def unavailable_weights(recipe: Recipe) -> list[str]:
+    """Recipe keys whose weights are neither on disk nor in the hub cache."""
+    local = [k for k, v in model_paths(recipe.model).items()
+             if k != "model.llm.tokenizer" and not is_hub_ref(v) and not Path(v).expanduser().exists()]
+    return local + weights_missing(recipe.model)
+
+
+def stage_data(recipe: Recipe, stage, model, tokenizer, template, out) -> GemDataset | None:
+    """The stage's dataset after printing its token lengths; None (with a note) when the data
+    file is absent or the tokenizer is a vocabulary-only stand-in."""
+    train = stage.train or recipe.data.train
+    if not train or not Path(train).is_file():
+        out(f"  data       {train or 'data.train'} not found: sequence lengths and timing skipped")
+        return None
+    if getattr(tokenizer, "vocab_only", False):
+        out(f"  data       no tokenizer of {tokenizer.source} cached: token lengths skipped "
+            f"(gemfactory download {recipe.source} --config-only fetches it)")
+        return None
+    stage_template = TEMPLATES.get(stage.template)() if stage.template else template
+    max_len = stage.max_length or recipe.data.max_length
+    processor = Processor.from_model(model, tokenizer, stage_template, max_len)
+    dataset = GemDataset(train, processor, stage.image_folder or recipe.data.image_folder,
+                         stage.ecg_folder or recipe.data.ecg_folder)
+    lengths, too_long, bad = sequence_lengths(dataset, processor, max_len)
+    if lengths:
+        q = statistics.quantiles(lengths, n=20) if len(lengths) > 1 else [lengths[0]] * 19
+        out(f"  data       {len(dataset)} samples; tokens min {min(lengths)} median "
+            f"{statistics.median(lengths):.0f} p95 {q[18]:.0f} max {max(lengths)}; "
+            f"{too_long} over max_length {max_len}; {bad} unusable")
+    return dataset
 
 
 def sequence_lengths(dataset: GemDataset, processor: Processor, max_len: int):

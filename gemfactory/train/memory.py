@@ -119,7 +119,7 @@ def meta_model(recipe, tokenizer):
     from ..model.builder import DTYPES, build_config
     from ..model.modeling import GemForCausalLM
 
-    config = build_config(recipe.model, tokenizer)
+    config = build_config(recipe.model, tokenizer, planning=True, origin=recipe.source)  # configs only
     with torch.device("meta"):
         model = GemForCausalLM(config)
     return model.to(DTYPES[recipe.model.llm.dtype])
@@ -132,7 +132,7 @@ def memory_report(recipe, gpu_gib: float | None, devices: int = 1, out=print) ->
     from .tuning import apply_tuning, parameter_counts
 
     zero = zero_stage(deepspeed_config(recipe.training.deepspeed))
-    tokenizer = tokenizer_for_recipe(recipe, recipe_template(recipe))
+    tokenizer = tokenizer_for_recipe(recipe, recipe_template(recipe), planning=True)
     fits = True
     for stage in recipe.stages:
         model = meta_model(recipe, tokenizer)  # every stage's parameters have the same shapes
