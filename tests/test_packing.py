@@ -194,3 +194,18 @@ def test_segments_of_a_row():
     assert segments([0, 1, 2, 0, 1, 0, 0, 0]) == [(0, 3), (3, 5), (5, 8)]  # trailing pads: one segment
     assert segments([0, 1, 0, 1, 2]) == [(0, 2), (2, 5)]
     assert segments([0, 1, 2, 3]) == [(0, 4)]
+
+
+def test_flattened_rows_have_no_padding_and_equal_loss(setup):
+    model, tok, feats = setup
+    padded = Collator(tok.pad_token_id)(feats)
+    budget = max(len(f["input_ids"]) for f in feats) * 2
+    rows = PackingCollator(tok.pad_token_id, budget)(feats)
+    flat = PackingCollator(tok.pad_token_id, budget, flatten=True)(feats)
+    assert rows["input_ids"].shape[0] > 1 and flat["input_ids"].shape == (1, int(flat[REAL_TOKENS]))
+    assert sorted(flat["cu_seq_lens_q"].diff().tolist()) == sorted(len(f["input_ids"]) for f in feats)
+    loss_a, grads_a = _loss_and_grads(model, padded)
+    loss_b, grads_b = _loss_and_grads(model, flat)
+    assert abs(loss_a.item() - loss_b.item()) <= 1e-5
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], atol=1e-5, rtol=1e-4, msg=name)

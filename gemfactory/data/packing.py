@@ -54,17 +54,25 @@ def pack_rows(lengths: list[int], budget: int) -> list[list[int]]:
 
 
 class PackingCollator(Collator):
-    """Packs the usable samples of a batch into rows of at most ``pack_tokens`` tokens."""
+    """Packs the usable samples of a batch into rows of at most ``pack_tokens`` tokens.
 
-    def __init__(self, pad_token_id: int, pack_tokens: int, skip_log=None):
+    ``flatten``: the rows are then laid end to end as one row without padding (transformers'
+    ``DataCollatorWithFlattening`` layout), for kernels whose cost follows the samples, not the
+    rows (``sdpa_packed``, ``flash_attention_2``: model/packed_attention.py); a 2-D batch of rows
+    only helps kernels that build a mask over each row (eager)."""
+
+    def __init__(self, pad_token_id: int, pack_tokens: int, skip_log=None, flatten: bool = False):
         super().__init__(pad_token_id, skip_log, padding_side="right")
         if pack_tokens < 1:
             raise ValueError(f"pack_tokens must be >= 1, got {pack_tokens}")
         self.pack_tokens = pack_tokens
+        self.flatten = flatten
 
     def __call__(self, features: list[dict]) -> dict:
         good = self._usable(features)
         rows = pack_rows([len(f["input_ids"]) for f in good], self.pack_tokens)
+        if self.flatten:
+            rows = [[i for row in rows for i in row]]
         width = max(sum(len(good[i]["input_ids"]) for i in row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=good[0]["input_ids"].dtype)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)

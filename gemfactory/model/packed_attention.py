@@ -32,6 +32,7 @@ except ImportError:  # older PyTorch
     varlen_attn = None
 
 NAME = "sdpa_packed"
+VARLEN_KERNELS = (NAME, "flash_attention_2")  # cost follows the samples: packed rows can be laid end to end
 VARLEN_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
