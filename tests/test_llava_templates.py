@@ -89,3 +89,15 @@ def test_supervised_tokens_equal_llavas(case):
     assert legacy == "legacy_false" and len(turns) > 2
     supervised = tok.decode([i for i, label in zip(enc.input_ids, enc.labels) if label != IGNORE_INDEX])
     assert supervised == "".join(f" {t.text}</s>" for t in turns if t.role == "assistant").lstrip()
+
+
+@pytest.mark.parametrize("recipe,template", [
+    ("gem-vicuna7b", "llava_v1"),  # GEM's scripts/train_gem.sh: version=llava_v1; its eval: --conv-mode llava_v1
+    ("vip-llava-7b", "llava_v1"),  # ViP-LLaVA's finetune_stage2/3.sh: PROMPT_VERSION=llava_v1
+    ("llava-v1.5-7b", "vicuna_v1"),  # LLaVA's scripts/v1_5/finetune.sh: --version v1 = conv_vicuna_v1
+])
+def test_seed_recipes_use_the_seeds_conversation(recipe, template):
+    from gemfactory.config import load_recipe
+
+    loaded = load_recipe(Path(__file__).parent.parent / "recipes" / f"{recipe}.yaml")
+    assert loaded.model.template == template
