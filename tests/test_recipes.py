@@ -70,7 +70,7 @@ LLM_REPOS = {"gem-vicuna7b.yaml": "lmsys/vicuna-7b-v1.5", "gem-phi2.yaml": "micr
 
 
 @pytest.mark.parametrize("name, llm, template", [
-    ("gem-vicuna7b.yaml", "vicuna", "vicuna_v1"), ("gem-phi2.yaml", "phi", "phi"),
+    ("gem-vicuna7b.yaml", "vicuna", "llava_v1"), ("gem-phi2.yaml", "phi", "phi"),
     ("gem-llama3-8b.yaml", "llama3", "llama3"), ("gem-qwen2-1.5b.yaml", "qwen2", "chatml"),
 ])
 def test_gem_recipes(name, llm, template):
@@ -237,7 +237,7 @@ def local_models(tmp_path_factory, synth):
 def test_recipe_check_builds_the_config_when_paths_exist(local_models, capsys):
     rc, out, err = check(capsys, "gem-vicuna7b.yaml", *local_models)
     assert rc == 0, err
-    assert "config ok (llm vicuna, template vicuna_v1, vision clip, ecg vit1d)" in out and out.split()[-1] == "ok"
+    assert "config ok (llm vicuna, template llava_v1, vision clip, ecg vit1d)" in out and out.split()[-1] == "ok"
 
 
 def test_tiny_check_reads_local_configs(local_models, synth, capsys):
