@@ -110,3 +110,17 @@ def test_synthetic_records_give_their_rate(fs, bpm):
 
     signal = simulate_ecg(bpm, fs=fs, duration_s=10, rng=np.random.default_rng(bpm))
     assert detect(signal[1], fs).rate_bpm == pytest.approx(bpm, rel=0.05)
+
+
+def test_tall_t_waves_are_not_counted_as_beats(shared_data):
+    # PhysioNet 2015 alarm record v102s (wfdb-python's multi-segment sample, 250 Hz, 15 min): lead II
+    # has fragmented QRS complexes and T waves taller than them; counting both gave 197 bpm. Lead V
+    # (no tall T) and the pulse of the PLETH channel give about 101-105 bpm.
+    record = shared_data / "wfdb-sample" / "multi-segment" / "fixed1" / "v102s"
+    beats = detect_record(record)
+    assert beats.lead == "II"
+    lead_v = wfdb.rdrecord(str(record), m2s=True, channels=[1])
+    assert lead_v.sig_name == ["V"]
+    other = detect(lead_v.p_signal[:, 0], lead_v.fs, lead="V")
+    assert beats.rate_bpm == pytest.approx(other.rate_bpm, rel=0.05)
+    assert 90 < beats.rate_bpm < 110

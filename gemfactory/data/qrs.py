@@ -11,7 +11,8 @@ Detector (after Pan & Tompkins, 1985, simplified):
    falls by half their height on both sides, so a notched complex counts once), accepted against an adaptive
    threshold ``noise + 0.25 (signal - noise)`` whose running signal and noise levels follow each
    accepted and rejected peak; when no beat came for 1.66 mean RR intervals, the largest peak in
-   that gap is searched for again at half the threshold;
+   that gap is searched for again at half the threshold; a peak within 360 ms of a beat whose
+   steepest band-passed slope is under half the beat's is taken for its T wave;
 5. each beat is placed at the largest absolute band-passed value within 80 ms of its envelope peak.
 
 The rate is the mean over the RR intervals, ``60 / mean(RR)`` bpm. A record shorter than
@@ -34,6 +35,9 @@ SEARCHBACK_RR = 1.66
 # an envelope peak is a complex of its own only when the envelope falls by at least this fraction of
 # its height on both sides (wide or notched complexes have several peaks on one bump)
 SEPARATE = 0.5
+# a peak this soon after a beat whose steepest slope is under T_SLOPE of the beat's is its T wave
+T_WAVE_S = 0.36
+T_SLOPE = 0.5
 MIN_SECONDS = 5.0
 MIN_BEATS = 3
 LEARN_S = 2.0  # the first seconds set the initial signal and noise levels
@@ -111,7 +115,8 @@ def envelope(filtered: np.ndarray, fs: float) -> np.ndarray:
 
 def detect(signal: np.ndarray, fs: float, lead: str = "?", lead_choice: str = "given") -> Beats:
     """Beats of one lead ``signal`` (mV) sampled at ``fs`` Hz."""
-    from scipy.signal import find_peaks  # heavy import: only when detecting
+    from scipy.ndimage import maximum_filter1d  # heavy imports: only when detecting
+    from scipy.signal import find_peaks
 
     signal = np.nan_to_num(np.asarray(signal, dtype=np.float64))
     filtered = bandpass(signal, fs)
@@ -119,34 +124,41 @@ def detect(signal: np.ndarray, fs: float, lead: str = "?", lead_choice: str = "g
     refractory = max(1, round(REFRACTORY_S * fs))
     peaks, props = find_peaks(env, distance=refractory, prominence=0)
     peaks = peaks[props["prominences"] >= SEPARATE * env[peaks]]  # one bump per complex
-    beats = _pick(peaks, env, fs)
     radius = max(1, round(REFINE_S * fs))
+    steepness = maximum_filter1d(np.abs(np.gradient(signal)), 2 * radius + 1)  # max raw slope near each sample
+    beats = _pick(peaks, env, steepness, fs)
     starts = [max(0, b - radius) for b in beats]
     placed = np.unique(np.array([lo + int(np.argmax(np.abs(filtered[lo:b + radius + 1])))
                                  for lo, b in zip(starts, beats)], dtype=int))
     return Beats(float(fs), lead, lead_choice, placed, len(signal) / fs)
 
 
-def _pick(peaks: np.ndarray, env: np.ndarray, fs: float) -> list[int]:
-    """Adaptive-threshold selection of envelope peaks, with search-back for missed beats."""
+def _pick(peaks: np.ndarray, env: np.ndarray, steepness: np.ndarray, fs: float) -> list[int]:
+    """Adaptive-threshold selection of envelope peaks, with search-back for missed beats and
+    T waves told apart by their slope."""
     if len(peaks) == 0 or not env.max() > 0:
         return []
     learn = peaks[peaks < LEARN_S * fs]
     heights = env[learn] if len(learn) else env[peaks[:4]]
     signal_level, noise_level = 0.5 * heights.max(), 0.5 * np.median(env[peaks])
     beats: list[int] = []
+
+    def t_wave(p) -> bool:
+        return bool(beats) and p - beats[-1] < T_WAVE_S * fs and steepness[p] < T_SLOPE * steepness[beats[-1]]
+
     for p in peaks:
         threshold = noise_level + 0.25 * (signal_level - noise_level)
-        if beats and len(beats) > 1:
-            mean_rr = (beats[-1] - beats[0]) / (len(beats) - 1)
+        if len(beats) > 1:
+            mean_rr = (beats[-1] - beats[-9:][0]) / (len(beats[-9:]) - 1)  # the last 8 RR intervals
             if p - beats[-1] > SEARCHBACK_RR * mean_rr:
-                missed = peaks[(peaks > beats[-1] + 0.2 * fs) & (peaks < p - 0.2 * fs)]
-                if len(missed):
-                    best = missed[np.argmax(env[missed])]
+                missed = peaks[(peaks > beats[-1] + REFRACTORY_S * fs) & (peaks < p - REFRACTORY_S * fs)]
+                missed = [m for m in missed if not t_wave(m)]
+                if missed:
+                    best = max(missed, key=lambda m: env[m])
                     if env[best] > 0.5 * threshold:
                         beats.append(int(best))
                         signal_level = 0.25 * env[best] + 0.75 * signal_level
-        if env[p] > threshold:
+        if env[p] > threshold and not t_wave(p):
             beats.append(int(p))
             signal_level = 0.125 * env[p] + 0.875 * signal_level
         else:
