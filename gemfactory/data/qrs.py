@@ -38,6 +38,7 @@ SEPARATE = 0.5
 # a peak this soon after a beat whose steepest slope is under T_SLOPE of the beat's is its T wave
 T_WAVE_S = 0.36
 T_SLOPE = 0.5
+SLOPE_BAND_HZ = (1.0, 40.0)  # the slopes compared: QRS detail kept, baseline and mains hum removed
 MIN_SECONDS = 5.0
 MIN_BEATS = 3
 LEARN_S = 2.0  # the first seconds set the initial signal and noise levels
@@ -96,12 +97,12 @@ def detect_record(record_path) -> Beats:
     return detect(signal[best], fs, lead=chosen[best], lead_choice="most energy (no lead II)")
 
 
-def bandpass(signal: np.ndarray, fs: float) -> np.ndarray:
-    """Zero-phase Butterworth band-pass of :data:`BAND_HZ` along the last axis."""
+def bandpass(signal: np.ndarray, fs: float, band=BAND_HZ) -> np.ndarray:
+    """Zero-phase 2nd-order Butterworth band-pass of ``band`` Hz along the last axis."""
     from scipy.signal import butter, sosfiltfilt  # heavy import: only when detecting
 
-    high = min(BAND_HZ[1], 0.45 * fs)
-    sos = butter(2, [BAND_HZ[0], high], btype="bandpass", fs=fs, output="sos")
+    high = min(band[1], 0.45 * fs)
+    sos = butter(2, [band[0], high], btype="bandpass", fs=fs, output="sos")
     if signal.shape[-1] <= 3 * (2 * len(sos) + 1):  # too short for sosfiltfilt's padding
         return np.zeros_like(signal, dtype=np.float64)
     return sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1)
@@ -125,7 +126,8 @@ def detect(signal: np.ndarray, fs: float, lead: str = "?", lead_choice: str = "g
     peaks, props = find_peaks(env, distance=refractory, prominence=0)
     peaks = peaks[props["prominences"] >= SEPARATE * env[peaks]]  # one bump per complex
     radius = max(1, round(REFINE_S * fs))
-    steepness = maximum_filter1d(np.abs(np.gradient(signal)), 2 * radius + 1)  # max raw slope near each sample
+    slope = np.abs(np.gradient(bandpass(signal, fs, SLOPE_BAND_HZ)))
+    steepness = maximum_filter1d(slope, 2 * radius + 1)  # the steepest slope near each sample
     beats = _pick(peaks, env, steepness, fs)
     starts = [max(0, b - radius) for b in beats]
     placed = np.unique(np.array([lo + int(np.argmax(np.abs(filtered[lo:b + radius + 1])))
