@@ -47,8 +47,9 @@ def _replace(cfg: ModelConfig, key: str, value: str | None) -> ModelConfig:
 
 
 def local_model_config(cfg: ModelConfig, origin: str | None = None) -> ModelConfig:
-    """``cfg`` with every hub reference replaced by its cached (or, online, downloaded) local path."""
-    for key, value in hub_refs(cfg).items():
+    """``cfg`` with every hub reference replaced by its cached (or, online, downloaded) local path;
+    a path that neither exists nor reads as a repo id is an error naming its key."""
+    for key, value in model_paths(cfg).items():
         need = "tokenizer" if key == "model.llm.tokenizer" else "weights"
         cfg = _replace(cfg, key, hub.resolve(value, key, need, origin))
     return cfg

@@ -269,7 +269,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
             import deepspeed
 
             deepspeed.init_distributed(dist_backend=zero3_switch.ddp_backend or "nccl")
-        model = build_model(recipe.model, tokenizer)
+        model = build_model(recipe.model, tokenizer, origin=recipe.source)
         del zero3_switch
     final = run_dir / recipe.stages[-1].name / "model"
     for stage in recipe.stages[done:]:
