@@ -1,6 +1,7 @@
 """HF SigLIP vision tower: every patch token of one layer (or several, concatenated).
 
-SigLIP has no CLS token, so all ``(image_size / patch_size) ** 2`` patch tokens are kept.
+SigLIP has no CLS token, so all ``(image_size / patch_size) ** 2`` patch tokens are kept
+(``select_feature: drop_first_patch`` drops the first one, as TinyLLaVA's ``patch`` strategy does).
 ``select_layer`` defaults to -2 (TinyLLaVA's choice); ``layers: [-2, -8]`` concatenates several
 layers along the channel axis as in the ``clip`` tower. The attention-pooling head is never used
 for tokens, so it is left out (``vision_use_head: false``) unless the arch asks for it.
@@ -41,9 +42,12 @@ class SigLIPTower(VisionTower):
                 "model.vision.options.select_feature: 'cls_patch' needs a CLS token and SigLIP has "
                 "none; use 'patch'"
             )
-        self.layers = check_layers(self.options, cfg.num_hidden_layers)
+        # drop_first_patch: TinyLLaVA's ``patch`` strategy, which drops token 0 on SigLIP too
+        self.drop_first = self.options["select_feature"] == "drop_first_patch"
+        self.layers = check_layers({**self.options, "select_feature": "patch"} if self.drop_first else self.options,
+                                   cfg.num_hidden_layers)
         self.image_size = cfg.image_size
-        self.num_tokens = (cfg.image_size // cfg.patch_size) ** 2
+        self.num_tokens = (cfg.image_size // cfg.patch_size) ** 2 - (1 if self.drop_first else 0)
         self.hidden_size = cfg.hidden_size * len(self.layers)
 
     @classmethod
@@ -82,4 +86,5 @@ class SigLIPTower(VisionTower):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         dtype = self.model.embeddings.patch_embedding.weight.dtype
         out = self.model(pixel_values.to(dtype), output_hidden_states=True)
-        return torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
+        feats = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
+        return feats[:, 1:] if self.drop_first else feats

@@ -1,0 +1,42 @@
+"""``layernorm_mlp{N}x_gelu``: LayerNorm over the encoder tokens, then ``mlp{N}x_gelu``.
+
+ViP-LLaVA's projector for its five-layer CLIP fusion (``SimpleFeatureSingleModel``: ``clip_layernorm``
+then ``final_linear``) and transformers' ``VipLlavaMultiModalProjector`` (``projector_layernorm``,
+``linear_1``, ``linear_2``); LayerNorm eps 1e-5 as both use.
+"""
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import CONNECTORS
+from .base import Connector
+from .mlp import mlp_family
+
+
+class LayerNormMLP(Connector):
+    depth = 2
+
+    def __init__(self, in_dim: int, out_dim: int, **options):
+        self.check_options(options)
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim, eps=1e-5)
+        self.mlp = mlp_family_for(self.depth)(in_dim, out_dim)
+        self.set_dims(in_dim, out_dim)
+
+    def forward(self, x):
+        return self.mlp(self.norm(x))
+
+
+def mlp_family_for(depth: int):
+    import re
+
+    return mlp_family(re.fullmatch(r"mlp(\d+)x_gelu", f"mlp{depth}x_gelu"))
+
+
+@CONNECTORS.register_pattern(r"layernorm_mlp(\d+)x_gelu", "layernorm_mlp{N}x_gelu")
+def layernorm_mlp_family(match):
+    """LayerNorm, then N linear layers with GELU between them (ViP-LLaVA's projector with N = 2)"""
+    depth = int(match.group(1))
+    if not 1 <= depth <= 16:
+        raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
+    attrs = {"depth": depth, "name": match.group(0), "__doc__": f"LayerNorm, then {depth} linear layers with GELU"}
+    return type(f"LayerNormMLP{depth}xGelu", (LayerNormMLP,), attrs)
