@@ -124,3 +124,9 @@ def test_tall_t_waves_are_not_counted_as_beats(shared_data):
     other = detect(lead_v.p_signal[:, 0], lead_v.fs, lead="V")
     assert beats.rate_bpm == pytest.approx(other.rate_bpm, rel=0.05)
     assert 90 < beats.rate_bpm < 110
+
+
+def test_a_header_without_a_sample_count_is_named_not_read_as_empty(shared_data):
+    beats = detect_record(shared_data / "wfdb-sample" / "a103l-no-len")
+    assert beats.rate_bpm is None
+    assert beats.problem == "its header gives 0 samples or no sample count; the detector needs the length"

@@ -86,7 +86,7 @@ def detect_record(record_path) -> Beats:
     fs, n, leads = info["fs"], info["n_samples"], info["leads"]
     if n < 1:
         return Beats(fs, leads[0] if leads else "-", "-", np.zeros(0, int), 0.0,
-                     problem="the record has no samples")
+                     problem="its header gives 0 samples or no sample count; the detector needs the length")
     ii = next((name for name in leads if canonical_lead(name) == "II"), None)
     chosen = [ii] if ii else list(dict.fromkeys(leads))
     signal = read_ecg(record_path, SignalSpec(fs=fs, leads=tuple(chosen), n_samples=n, allow_derived_leads=False))
