@@ -34,16 +34,23 @@ def adapter_merged(folder: Path) -> bool | None:
         raise CheckpointError(f"{info}: not valid JSON") from None
 
 
-def export_checkpoint(checkpoint, out, merge: bool = False, adapter=None) -> tuple[Path, str]:
-    """Write ``out``; return it and a line saying what happened to the adapter."""
+FORMATS = ("gemfactory", "llava-hf")
+
+
+def export_checkpoint(checkpoint, out, merge: bool = False, adapter=None, fmt: str = "gemfactory") -> tuple[Path, str]:
+    """Write ``out``; return it and a line saying what happened to the adapter (or the format)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..train.tuning import load_adapter
 
+    if fmt not in FORMATS:
+        raise ConfigError(f"export: --format {fmt!r} is not one of {', '.join(FORMATS)}")
     src = resolve_model_dir(checkpoint)
     out = Path(out)
     if out.resolve() == src.resolve():
         raise ConfigError(f"export: OUT {out} is the checkpoint itself; choose another folder")
+    if fmt == "llava-hf":
+        return _export_llava_hf(src, out, merge or adapter is not None)
     explicit = adapter is not None
     adapter_dir = Path(adapter) if explicit else src / "adapter"
     if explicit and not merge:
@@ -83,3 +90,15 @@ def export_checkpoint(checkpoint, out, merge: bool = False, adapter=None) -> tup
 
     save_checkpoint(model, tokenizer, out, extra=copy_recipe)
     return out, note
+
+
+def _export_llava_hf(src: Path, out: Path, merging: bool) -> tuple[Path, str]:
+    from .export_llava_hf import export_llava_hf
+
+    if merging:
+        raise ConfigError("export --format llava-hf: merge the adapter with a plain `export --merge` first, "
+                          "then export that folder")
+    if adapter_merged(src / "adapter") is False:
+        raise ConfigError(f"export --format llava-hf: {src / 'adapter'} holds an adapter not merged into the "
+                          "weights yet; run `export --merge` first")
+    return export_llava_hf(src, out)
