@@ -9,7 +9,6 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import CONNECTORS
 from .base import Connector
-from .mlp import mlp_family
 
 
 class LayerNormMLP(Connector):
@@ -19,17 +18,14 @@ class LayerNormMLP(Connector):
         self.check_options(options)
         super().__init__()
         self.norm = nn.LayerNorm(in_dim, eps=1e-5)
-        self.mlp = mlp_family_for(self.depth)(in_dim, out_dim)
+        layers = [nn.Linear(in_dim, out_dim)]
+        for _ in range(self.depth - 1):  # as mlp{N}x_gelu
+            layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
+        self.mlp = nn.Sequential(*layers)
         self.set_dims(in_dim, out_dim)
 
     def forward(self, x):
         return self.mlp(self.norm(x))
-
-
-def mlp_family_for(depth: int):
-    import re
-
-    return mlp_family(re.fullmatch(r"mlp(\d+)x_gelu", f"mlp{depth}x_gelu"))
 
 
 @CONNECTORS.register_pattern(r"layernorm_mlp(\d+)x_gelu", "layernorm_mlp{N}x_gelu")
