@@ -313,8 +313,10 @@ def llava_seed(tmp_path):
 
 
 def run_cli(capsys, *argv):
+    capsys.readouterr()
     code = main(["-q", "import", *argv])
-    return code, capsys.readouterr().err.strip()
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    return code, "\n".join(errors)
 
 
 def test_wrong_format_names_the_right_one(llava_seed, tmp_path, capsys):
@@ -369,3 +371,37 @@ def test_every_format_has_a_parity_test():
     tested = {"llava", "vip-llava", "llava-hf", "tinyllava", "gem"}
     assert set(FORMATS.names()) == tested
     assert re.search(r"^def test_gem_matches", open(__file__).read(), re.M)
+
+
+# hub ids ---------------------------------------------------------------------------------------------
+def cache_repo(cache, repo_id: str, folder) -> None:
+    """``folder``'s files as huggingface_hub caches a repository: refs/main -> snapshots/COMMIT/."""
+    import shutil
+
+    storage = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(folder, storage / "snapshots" / commit)
+    (storage / "refs").mkdir(parents=True)
+    (storage / "refs" / "main").write_text(commit)
+
+
+def test_hub_ids_for_the_checkpoint_and_its_tower(tmp_path, monkeypatch, capsys):
+    """A released LLaVA-1.5 layout (tower not in the weights, ``mm_vision_tower`` a repo id), both
+    read offline from a hub cache."""
+    state, lm, tower, clip_dir = original_llava(tmp_path / "seed", vision_in_file=False, vip=False)
+    config = json.loads((tmp_path / "seed" / "config.json").read_text())
+    (tmp_path / "seed" / "config.json").write_text(json.dumps({**config, "mm_vision_tower": "tiny-openai/clip"}))
+    cache = tmp_path / "cache"
+    cache_repo(cache, "tiny-liuhaotian/llava", tmp_path / "seed")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, err = run_cli(capsys, "--from", "llava", "tiny-liuhaotian/llava", str(tmp_path / "o"))
+    assert code == 2 and err == (f"error: mm_vision_tower (or --vision-tower): Hugging Face repo tiny-openai/clip "
+                                 f"(revision main) is not in the cache {cache} while HF_HUB_OFFLINE is set; fetch it "
+                                 "with: hf download tiny-openai/clip (or run the import with HF_HUB_OFFLINE=0)")
+    cache_repo(cache, "tiny-openai/clip", clip_dir)
+    ref = hf_reference(state, lm, tower, tmp_path / "hf", vip=False)
+    ours = imported("llava", "tiny-liuhaotian/llava", tmp_path / "out")
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        close(ours(input_ids=gem_ids(ours, 4), pixel_values=pixels).logits, run_hf(ref, 4, pixels))

@@ -25,10 +25,17 @@ def local_source(src: str, key: str = "SRC") -> Path:
     path = Path(src)
     if path.is_dir():
         return path
-    from ..hub import is_hub_ref, resolve
+    from ..hub import HubMissing, cache_dir, is_hub_ref, parse_ref, resolve
 
     if is_hub_ref(src):
-        return Path(resolve(src, key, need="weights"))
+        try:
+            return Path(resolve(src, key, need="weights"))
+        except HubMissing:  # the resolver's hint names `gemfactory download RECIPE`; an import has no recipe
+            ref = parse_ref(src)
+            raise HubMissing(f"{key}: Hugging Face repo {ref.repo_id} (revision {ref.rev}) is not in the cache "
+                             f"{cache_dir()} while HF_HUB_OFFLINE is set; fetch it with: hf download {ref.repo_id}"
+                             f"{' --revision ' + ref.revision if ref.revision else ''} (or run the import with "
+                             "HF_HUB_OFFLINE=0)") from None
     raise CheckpointError(f"{key}: {src!r} is neither a local folder nor a hub repository id (org/name)")
 
 
