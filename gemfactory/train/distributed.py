@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import os
 import random
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -94,22 +94,54 @@ def all_gather(obj) -> list:
     return out
 
 
-@dataclass
 class WorkerSeeds:
     """``worker_init_fn`` seeding each dataloader worker from (seed, rank, epoch, worker id):
     workers of different ranks or epochs never repeat a random stream, and a rerun (or a resumed
-    run) draws the same one. ``epoch`` is set before each epoch's workers start (see
-    :class:`gemfactory.train.trainer.EpochSeeds`); fork and spawn both copy it into the worker."""
+    run) draws the same one. The trainer sets ``epoch`` before each epoch's batches are fetched; it
+    lives in shared memory, so persistent workers (started once, kept across epochs) see it too
+    and reseed at their first sample of a new epoch (:class:`EpochSeededDataset`)."""
 
-    seed: int
-    rank: int = 0
-    epoch: int = 0
+    def __init__(self, seed: int, rank: int = 0):
+        self.seed, self.rank = seed, rank
+        self._epoch = multiprocessing.RawValue("q", 0)  # inherited by fork and spawn workers alike
+        self._seeded_for: int | None = None  # in a worker: the epoch its generators were seeded for
 
-    def worker_seed(self, worker_id: int) -> int:
-        return int(np.random.SeedSequence([self.seed, self.rank, self.epoch, worker_id]).generate_state(1)[0])
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.value = value
+
+    def worker_seed(self, worker_id: int, epoch: int | None = None) -> int:
+        epoch = self.epoch if epoch is None else epoch
+        return int(np.random.SeedSequence([self.seed, self.rank, epoch, worker_id]).generate_state(1)[0])
 
     def __call__(self, worker_id: int) -> None:
-        seed = self.worker_seed(worker_id)
+        epoch = self.epoch
+        seed = self.worker_seed(worker_id, epoch)
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+        self._seeded_for = epoch
+
+    def refresh(self) -> None:
+        """In a worker: reseed when a new epoch started since it last seeded."""
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._seeded_for != self.epoch:
+            self(info.id)
+
+
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """A map-style dataset whose workers reseed (``WorkerSeeds.refresh``) before each sample."""
+
+    def __init__(self, dataset, seeds: WorkerSeeds):
+        self.dataset, self.seeds = dataset, seeds
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        self.seeds.refresh()
+        return self.dataset[i]

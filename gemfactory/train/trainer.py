@@ -21,13 +21,14 @@ from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..model.feature_cache import attach_feature_caches, detach_feature_caches
 from ..registry import TEMPLATES
-from .distributed import WorkerSeeds, is_main_process
+from .distributed import EpochSeededDataset, WorkerSeeds, is_main_process
 from .feedback import StageFeedback
 from .load_stats import LOAD_COUNTS, CountingCollator, LoadTotals, SkipGuard
 from .resume import (
     AtomicCheckpoints,
     refuse_stale_checkpoints,
     remember_recipe,
+    resume_at_scale,
     resume_point,
     stage_done,
 )
@@ -58,9 +59,15 @@ class GemTrainer(AtomicCheckpoints, Trainer):
         self.add_callback(EpochSeeds(self.worker_seeds))
 
     def get_train_dataloader(self):
-        loader = super().get_train_dataloader()
-        if self.args.dataloader_num_workers:  # instead of HF's: seeded by rank *and* epoch
-            loader.worker_init_fn = self.worker_seeds
+        if not self.args.dataloader_num_workers:
+            return super().get_train_dataloader()
+        plain = self.train_dataset  # workers seeded by rank *and* epoch, instead of HF's seeding
+        self.train_dataset = EpochSeededDataset(plain, self.worker_seeds)
+        try:
+            loader = super().get_train_dataloader()
+        finally:
+            self.train_dataset = plain
+        loader.worker_init_fn = self.worker_seeds
         return loader
 
     def compute_loss(self, model, inputs, *args, **kwargs):
@@ -121,6 +128,12 @@ def _packed_attention(model) -> str | None:
     return current
 
 
+def _varlen_kernel(model) -> bool:
+    from ..model.packed_attention import VARLEN_KERNELS
+
+    return model.language_model.config._attn_implementation in VARLEN_KERNELS
+
+
 def _check_fused_loss(model, zero: int | None) -> bool:
     """training.fused_loss reads lm_head's weight outside its forward: not under ZeRO-3, where it is
     partitioned, nor for an LM whose logits are not a plain linear layer's output."""
@@ -163,9 +176,10 @@ def grouping(group_by: str, dataset: GemDataset, tokenizer, processor: Processor
     return {"group_lengths": lengths, "group_modalities": modalities}
 
 
-def training_collator(recipe: Recipe, tokenizer, processor: Processor) -> CountingCollator:
-    collate = (PackingCollator(tokenizer.pad_token_id, recipe.data.pack_tokens or processor.max_length)
-               if recipe.data.packing else Collator(tokenizer.pad_token_id))
+def training_collator(recipe: Recipe, tokenizer, processor: Processor, flatten: bool = False) -> CountingCollator:
+    """``flatten``: packed rows laid end to end (the model's kernel attends per sample)."""
+    collate = (PackingCollator(tokenizer.pad_token_id, recipe.data.pack_tokens or processor.max_length,
+                               flatten=flatten) if recipe.data.packing else Collator(tokenizer.pad_token_id))
     return CountingCollator(collate)  # counts made in worker processes travel with the batches
 
 
@@ -234,6 +248,9 @@ def training_arguments(recipe: Recipe, stage: StageConfig, out_dir: Path,
         gradient_checkpointing=t.gradient_checkpointing,
         remove_unused_columns=False,
         dataloader_num_workers=recipe.data.num_workers,
+        # workers kept across epochs (no restart wait per epoch) and 4 batches ahead each
+        dataloader_persistent_workers=recipe.data.num_workers > 0,
+        dataloader_prefetch_factor=4 if recipe.data.num_workers > 0 else None,
         report_to=t.report_to or "none",
         disable_tqdm=False,
     )
@@ -333,7 +350,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         model=model,
         args=training_arguments(recipe, stage, stage_dir, unused_parameters=tunes.get("vision", "frozen") != "frozen"),
         train_dataset=dataset,
-        data_collator=training_collator(recipe, tokenizer, processor),
+        data_collator=training_collator(recipe, tokenizer, processor, flatten=_varlen_kernel(model)),
         processing_class=tokenizer,
         lr_per_component=stage.lr_per_component,
         **grouping(recipe.data.group_by, dataset, tokenizer, processor),
@@ -346,6 +363,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
         log.info("stage %s: DeepSpeed ZeRO-%s, world size %d", stage.name, zero, trainer.args.world_size)
     if checkpoint is not None:
         log.info("stage %s: resuming from %s", stage.name, checkpoint)
+        resume_at_scale(trainer, checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     log.info("stage %s finished: %s", stage.name, result.metrics)
     skipped = feedback.loading.skipped  # over all ranks and workers
