@@ -194,15 +194,32 @@ def test_original_llava_and_vip_match_transformers(tmp_path, vip):
         close(ours(input_ids=gem_ids(ours, 4), pixel_values=pixels).logits, run_hf(ref, 4, pixels))
 
 
-@pytest.mark.parametrize("layer,strategy,n_tokens", [(-2, "default", 4), ([-3, -1], "full", 5)])
-def test_llava_hf_matches_transformers(tmp_path, layer, strategy, n_tokens):
+def qwen2_tied_config(vocab):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                       num_key_value_heads=1, vocab_size=vocab, tie_word_embeddings=True, max_position_embeddings=128)
+
+
+def siglip_config():
+    from transformers import SiglipVisionConfig
+
+    return SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+                              image_size=32, patch_size=16)
+
+
+@pytest.mark.parametrize("layer,strategy,n_tokens,text,vision", [
+    (-2, "default", 4, llama_config, clip_config), ([-3, -1], "full", 5, llama_config, clip_config),
+    (-2, "full", 4, qwen2_tied_config, siglip_config)], ids=["clip-default", "clip-layers-full", "qwen2-tied-siglip"])
+def test_llava_hf_matches_transformers(tmp_path, layer, strategy, n_tokens, text, vision):
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 
     torch.manual_seed(1)
     src = tmp_path / "seed"
     tokenizer(src, extra=["<image>"])
-    config = LlavaConfig(text_config=llama_config(V + 1).to_dict(), vision_config=clip_config().to_dict(),
-                         image_token_index=V, vision_feature_layer=layer, vision_feature_select_strategy=strategy)
+    config = LlavaConfig(text_config=text(V + 1).to_dict(), vision_config=vision().to_dict(),
+                         image_token_index=V, vision_feature_layer=layer, vision_feature_select_strategy=strategy,
+                         tie_word_embeddings=text is qwen2_tied_config)
     ref = LlavaForConditionalGeneration(config).eval()
     ref.save_pretrained(src)
     (src / "preprocessor_config.json").write_text(json.dumps({"do_pad": True, "image_mean": [0.5] * 3,
