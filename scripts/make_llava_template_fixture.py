@@ -17,7 +17,8 @@ in the fixture, so the test rebuilds the same tokenizer.
 For each conversation and each conversation template (``llava_v1``, ``vicuna_v1``) the fixture
 holds LLaVA's rendered training prompt, its generation prompt (last assistant message None), and
 for each tokenizer the input ids and labels ``preprocess_v1`` returns (``has_image`` when the
-conversation has ``<image>``; LLaVA's image index -200 stays in the ids). Usage:
+conversation has ``<image>``; LLaVA's image index -200 stays in the ids); and for two caption
+samples, ``preprocess_plain``'s ids and labels (template ``plain``, LLaVA's stage-1 format). Usage:
 
     python scripts/make_llava_template_fixture.py --mirror /work/.mirror/haotian-liu+LLaVA/repo
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import subprocess
 import sys
@@ -47,6 +49,11 @@ CONVERSATIONS = [
     [("human", "Say nothing special."), ("gpt", "  Two leading spaces, then text.")],
 ]
 
+CAPTIONS = [
+    [("human", "<image>\nDescribe the image briefly."), ("gpt", "A red bicycle leaning on a wall.")],
+    [("human", "Render a caption.\n<image>"), ("gpt", "Sinus rhythm at 72 bpm.")],
+]
+
 
 def git_show(mirror: str, path: str) -> str:
     return subprocess.run(["git", f"--git-dir={mirror}", "show", f"{SEED_COMMIT}:{path}"],
@@ -60,7 +67,7 @@ def function_source(module_text: str, name: str) -> str:
 
 
 def load_seed(mirror: str):
-    """(conversation module, preprocess_v1) of LLaVA at SEED_COMMIT."""
+    """(conversation module, preprocess_v1, preprocess_plain) of LLaVA at SEED_COMMIT."""
     import tokenizers
     import torch
     import transformers
@@ -74,15 +81,18 @@ def load_seed(mirror: str):
     constants: dict = {}
     exec(git_show(mirror, "llava/constants.py"), constants)
     names = {
-        "torch": torch, "transformers": transformers, "Dict": typing.Dict,
+        "torch": torch, "transformers": transformers, "Dict": typing.Dict, "Sequence": typing.Sequence,
+        "copy": copy, "DEFAULT_IMAGE_TOKEN": constants["DEFAULT_IMAGE_TOKEN"],
         "conversation_lib": conversation_lib,
         "IGNORE_INDEX": constants["IGNORE_INDEX"], "IMAGE_TOKEN_INDEX": constants["IMAGE_TOKEN_INDEX"],
         "IS_TOKENIZER_GREATER_THAN_0_14":
             version.parse(tokenizers.__version__) >= version.parse("0.14"),
     }
     exec(function_source(git_show(mirror, "llava/mm_utils.py"), "tokenizer_image_token"), names)
-    exec(function_source(git_show(mirror, "llava/train/train.py"), "preprocess_v1"), names)
-    return conversation_lib, names["preprocess_v1"]
+    train = git_show(mirror, "llava/train/train.py")
+    exec(function_source(train, "preprocess_v1"), names)
+    exec(function_source(train, "preprocess_plain"), names)
+    return conversation_lib, names["preprocess_v1"], names["preprocess_plain"]
 
 
 def train_vocab() -> tuple[dict, list]:
@@ -141,14 +151,28 @@ def run_seed(conversation_lib, preprocess_v1, tokenizers: dict) -> list:
     return cases
 
 
+def run_plain(conversation_lib, preprocess_plain, tokenizers: dict) -> list:
+    """Stage-1 caption samples through ``preprocess_plain`` (LLaVA's ``--version plain``)."""
+    conversation_lib.default_conversation = conversation_lib.conv_templates["plain"]
+    cases = []
+    for turns in CAPTIONS:
+        case = {"template": "plain", "turns": [list(t) for t in turns], "tokenized": {}}
+        for name, tok in tokenizers.items():
+            out = preprocess_plain([[{"from": who, "value": text} for who, text in turns]], tok)
+            case["tokenized"][name] = {"input_ids": out["input_ids"][0].tolist(), "labels": out["labels"][0].tolist()}
+        cases.append(case)
+    return cases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", required=True, help="bare git dir of haotian-liu/LLaVA")
     args = parser.parse_args()
-    conversation_lib, preprocess_v1 = load_seed(args.mirror)
+    conversation_lib, preprocess_v1, preprocess_plain = load_seed(args.mirror)
     vocab, merges = train_vocab()
     tokenizers = {f"legacy_{str(legacy).lower()}": llama_tokenizer(vocab, merges, legacy) for legacy in (True, False)}
     cases = run_seed(conversation_lib, preprocess_v1, tokenizers)
+    cases += run_plain(conversation_lib, preprocess_plain, tokenizers)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     payload = {"seed": f"{SEED_REPO}@{SEED_COMMIT}", "vocab": vocab, "merges": merges, "cases": cases}
     tmp = OUT.with_suffix(".tmp")

@@ -16,7 +16,9 @@ from gemfactory.template.base import IGNORE_INDEX, normalize_conversation
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "llava_conversation_golden.json").read_text("utf-8"))
 LLAVA_IMAGE_INDEX = -200
-CASES = [(c, legacy) for c in GOLDEN["cases"] for legacy in ("legacy_true", "legacy_false")]
+CHAT = [c for c in GOLDEN["cases"] if c["template"] != "plain"]
+CASES = [(c, legacy) for c in CHAT for legacy in ("legacy_true", "legacy_false")]
+PLAIN = [(c, legacy) for c in GOLDEN["cases"] if c["template"] == "plain" for legacy in ("legacy_true", "legacy_false")]
 
 
 def case_id(case):
@@ -47,7 +49,7 @@ def encoded(case, legacy):
 
 def test_fixture_comes_from_the_seed():
     assert GOLDEN["seed"].startswith("haotian-liu/LLaVA@") and len(GOLDEN["seed"].split("@")[1]) == 40
-    assert {c["template"] for c in GOLDEN["cases"]} == {"llava_v1", "vicuna_v1"}
+    assert {c["template"] for c in GOLDEN["cases"]} == {"llava_v1", "vicuna_v1", "plain"}
 
 
 @pytest.mark.parametrize("template,opening", [
@@ -55,10 +57,10 @@ def test_fixture_comes_from_the_seed():
     ("vicuna_v1", "A chat between a curious user and an artificial intelligence assistant. "),
 ])
 def test_system_prompts_are_the_seeds(template, opening):
-    assert all(c["prompt"].startswith(opening) for c in GOLDEN["cases"] if c["template"] == template)
+    assert all(c["prompt"].startswith(opening) for c in CHAT if c["template"] == template)
 
 
-@pytest.mark.parametrize("case", GOLDEN["cases"], ids=lambda c: f"{c['template']}-{len(c['turns'])}")
+@pytest.mark.parametrize("case", CHAT, ids=lambda c: f"{c['template']}-{len(c['turns'])}")
 def test_prompts_render_byte_for_byte(case):
     tok = TOKENIZERS["legacy_true"]
     turns = normalize_conversation([{"from": who, "value": text} for who, text in case["turns"]])
@@ -89,6 +91,15 @@ def test_supervised_tokens_equal_llavas(case):
     assert legacy == "legacy_false" and len(turns) > 2
     supervised = tok.decode([i for i, label in zip(enc.input_ids, enc.labels) if label != IGNORE_INDEX])
     assert supervised == "".join(f" {t.text}</s>" for t in turns if t.role == "assistant").lstrip()
+
+
+@pytest.mark.parametrize("case", PLAIN, ids=lambda c: f"{c[0]['turns'][0][1][:8]}-{c[1]}")
+def test_plain_equals_llavas_preprocess_plain(case):
+    """Stage 1: LLaVA keeps only the image of the instruction, then the caption and a newline."""
+    c, legacy = case
+    _, _, enc, ids = encoded(c, legacy)
+    assert ids == c["tokenized"][legacy]["input_ids"]
+    assert enc.labels == c["tokenized"][legacy]["labels"]
 
 
 @pytest.mark.parametrize("recipe,template", [
