@@ -291,7 +291,8 @@ class EcgTower(nn.Module):
         return x  # output_last_transformer_layer=True: before ln_post
 
 
-def test_gem_matches_seed_forward(tmp_path):
+@pytest.mark.parametrize("ecg_in_file", [True, False], ids=["ecg-tower-saved", "ecg-tower-from-mm_ecg_tower"])
+def test_gem_matches_seed_forward(tmp_path, ecg_in_file):
     from transformers import CLIPVisionModel, LlamaForCausalLM
 
     torch.manual_seed(3)
@@ -299,12 +300,17 @@ def test_gem_matches_seed_forward(tmp_path):
     tokenizer(src)
     lm, tower, ecg = LlamaForCausalLM(llama_config()).eval(), CLIPVisionModel(clip_config()).eval(), EcgTower().eval()
     mm_projector, ecg_projector = mlp2x(16, 32), nn.Linear(768, 16)  # build_ecg_projector: Linear(768, mm_hidden)
-    save_weights({**prefixed("", lm), **prefixed("model.mm_projector.", mm_projector),
-                  **prefixed("model.vision_tower.vision_tower.", tower), **prefixed("model.ecg_tower.ecg_tower.", ecg),
-                  **prefixed("model.ecg_projector.", ecg_projector)}, src)
+    state = {**prefixed("", lm), **prefixed("model.mm_projector.", mm_projector),
+             **prefixed("model.vision_tower.vision_tower.", tower), **prefixed("model.ecg_projector.", ecg_projector)}
+    coca = tmp_path / "ecg_coca.pt"
+    if ecg_in_file:
+        state.update(prefixed("model.ecg_tower.ecg_tower.", ecg))
+    else:  # an ECG-CoCa training checkpoint as get_ecg_encoder reads it: state_dict, module.ecg.* (+ text tower)
+        torch.save({"state_dict": {**prefixed("module.ecg.", ecg), "module.text.w": torch.zeros(2)}}, coca)
+    save_weights(state, src)
     (src / "config.json").write_text(json.dumps({
         **lm.config.to_dict(), "model_type": "llava_llama", "architectures": ["LlavaLlamaForCausalLM"],
-        "mm_vision_tower": str(tmp_path / "clip"), "mm_ecg_tower": "/ckpt/ecg_coca.pt",
+        "mm_vision_tower": str(tmp_path / "clip"), "mm_ecg_tower": str(coca),
         "open_clip_config": "coca_ViT-B-32", "ecg_projector_type": "linear", "mm_projector_type": "mlp2x_gelu",
         "mm_hidden_size": 16, "mm_vision_select_layer": -2, "mm_patch_merge_type": "flat",
         "image_aspect_ratio": "pad"}))
