@@ -38,7 +38,7 @@ def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
         # planning only: shapes from the configs, nothing read or allocated
         model = meta_model(recipe, tokenizer)
         out(f"weights not here ({', '.join(absent) or 'tokenizer only'}): parameters and memory from the "
-            f"configs on the meta device; no timed steps (gemfactory download {recipe.source} fetches them)")
+            f"configs on the meta device; no timed steps (gemfactory download {recipe.source} fetches the hub ones)")
     else:
         model = build_model(recipe.model, tokenizer, origin=recipe.source)
     zero = zero_stage(deepspeed_config(recipe.training.deepspeed))
