@@ -1,29 +1,24 @@
 """Throughput benchmarks, each measured side by side in one run; prints ``name: value`` lines and
-a summary of the targets (met / MISSED). Runs in about a minute on 2 CPU cores.
+a summary of the targets (met / MISSED) with each ratio's limit beside it.
 
-- packing: real (non-pad) tokens/s of one epoch with ``data.packing`` + ``group_by:
-  modality_length`` vs naive padded random batches and vs length-grouped padded batches (LLaVA's
-  sampler), same tiny model and samples (mixed text / ECG / image, long-tailed reply lengths); the
-  share of computed tokens that are real under each (and packed with 1024-token rows).
-- llava: LlavaForConditionalGeneration fwd+bwd time over GemForCausalLM's on the same CLIP +
-  Llama sizes and image+text batch (> 1: Gem is faster); times the packing ratio over grouping,
-  it gives packed Gem vs LLaVA's length-grouped loop.
+- sizes (scripts/bench_sizes.py), at two sizes, ``tiny`` (LLM 2 x 64) and ``compute`` (LLM 8 x 512,
+  vocab 32k, 576 image tokens): real (non-pad) tokens/s of packed GemForCausalLM vs naive padded
+  random batches and vs transformers' LlavaForConditionalGeneration on LLaVA's grouped batches,
+  the real-token shares (their quotient is the ratio's limit) and LLaVA's fwd+bwd time over Gem's.
 - cache: stage-1 steps/s (LLM and towers frozen) with the frozen-tower feature cache vs
   recomputing the towers, with towers big enough to dominate the step (their share is printed).
 - ecg: read_ecg records/s on one thread at 500 Hz (no resampling) and 100 Hz (5x upsampled),
-  wfdb.rdrecord for comparison, and the share of step time spent waiting for batches.
+  wfdb.rdrecord for comparison, where a sample's loading time goes, and the share of step time
+  spent waiting for batches with 0 and 2 workers.
 - cli: wall time of ``gemfactory --help`` and ``gemfactory list``.
 
-Usage: python scripts/bench_train.py [--samples 96] [--batch 8] [--repeat 2] [--pack-tokens 512]
-                                    [--only packing llava cache ecg cli]
+Usage: python scripts/bench_train.py [--only sizes cache ecg cli] [--sizes tiny compute]
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -47,13 +42,9 @@ MODEL = {
 RESULTS: dict[str, float] = {}
 # figure, comparison, target, what the issue asks
 TARGETS = [
-    ("packed_vs_padded_random", ">=", 2.1, "real tokens/s, packed vs naive padded random batches"),
-    ("packed_vs_llava_grouped", ">=", 1.15, "real tokens/s, packed vs LLaVA (length-grouped padding)"),
-    ("packed_real_token_share_1024", ">=", 0.97, "share of computed tokens that are real, packed"),
     ("feature_cache_speedup", ">=", 3.0, "stage-1 steps/s with the feature cache vs recomputing towers"),
-    ("gem_vs_llava_fwd_bwd", ">=", 1.0, "LLaVA fwd+bwd time / Gem fwd+bwd time"),
     ("ecg_records_per_s_1core_500hz", ">=", 1000, "ECG records/s on one core"),
-    ("data_wait_share_workers_2", "<", 0.05, "share of step time waiting for data"),
+    ("data_wait_share_workers_2", "<", 0.05, "share of step time waiting for data, 2 workers"),
     ("cli_help_s", "<", 1.0, "gemfactory --help seconds"),
     ("cli_list_s", "<", 3.0, "gemfactory list seconds"),
 ]
@@ -64,30 +55,24 @@ def figure(name: str, value: float, fmt: str) -> None:
     print(f"{name}: {value:{fmt.rstrip('x')}}{'x' if fmt.endswith('x') else ''}")
 
 
-def summary() -> None:
+def summary(sizes: list[str]) -> None:
+    from bench_sizes import CONDITIONS, targets
+
     print("== summary")
-    for name, op, target, what in TARGETS:
+    for size in sizes:
+        for name, limit in CONDITIONS:
+            key = f"{size}_{name}"
+            if key in RESULTS:
+                ok = RESULTS[key] <= limit
+                print(f"[data] {key}: {RESULTS[key]:.3f} (the targets assume <= {limit}: "
+                      f"{'holds' if ok else 'DOES NOT HOLD'})")
+    for name, op, target, what in [t for size in sizes for t in targets(size)] + TARGETS:
         if name not in RESULTS:
             continue
         value = RESULTS[name]
         met = value >= target if op == ">=" else value < target
-        print(f"{name}: {value:.3g} (target {op} {target:g}: {'met' if met else 'MISSED'}) - {what}")
-
-
-def long_tailed(data: Path, n: int, seed: int = 0) -> Path:
-    """The synthetic items with replies repeated a Pareto-distributed number of times."""
-    rng = random.Random(seed)
-    items = json.loads((data / "train.json").read_text())
-    out = []
-    for k in range(n):
-        item = copy.deepcopy(items[k % len(items)])
-        item["id"] = f"{item['id']}_{k}"
-        reply = item["conversations"][-1]
-        reply["value"] = " ".join([reply["value"]] * min(int(rng.paretovariate(1.2)), 12))
-        out.append(item)
-    path = data / "long_tailed.json"
-    path.write_text(json.dumps(out))
-    return path
+        limit = f", limit {RESULTS[name + '_limit']:.3g}" if name + "_limit" in RESULTS else ""
+        print(f"{name}: {value:.3g}{limit} (target {op} {target:g}: {'met' if met else 'MISSED'}) - {what}")
 
 
 def build(data: Path, train: Path, max_length: int, model_cfg: dict = MODEL):
@@ -130,96 +115,6 @@ def train_epoch(model, batches) -> tuple[float, int, int]:
         opt.step()
         opt.zero_grad(set_to_none=True)
     return time.perf_counter() - start, real, computed
-
-
-def bench_packing(data: Path, n: int, batch_size: int, repeat: int, pack_tokens: int) -> None:
-    """Padded random batches (naive), padded length-grouped batches (LLaVA's group_by_length) and
-    packed modality+length-grouped rows, same model and samples."""
-    import torch
-
-    from gemfactory.data.dataset import Collator
-    from gemfactory.data.packing import REAL_TOKENS, PackingCollator
-    from gemfactory.data.sampler import GroupedSampler, item_lengths, item_modality
-
-    train = long_tailed(data, n)
-    model, tok, proc, ds = build(data, train, max_length=1024)
-    feats = [ds[i] for i in range(len(ds))]  # loading is not what is measured here
-    lengths = [len(f["input_ids"]) for f in feats]
-    print(f"# {n} samples, tokens per sample: min {min(lengths)}, median {sorted(lengths)[n // 2]}, "
-          f"max {max(lengths)}")
-    order = list(range(n))
-    random.Random(0).shuffle(order)
-    lengths_of = item_lengths(ds.items, tok, proc.modality_tokens)
-    collate = Collator(tok.pad_token_id)
-
-    def batches_of(order, collator):
-        return [collator([feats[i] for i in order[b:b + batch_size]]) for b in range(0, n, batch_size)]
-
-    by_length = GroupedSampler(lengths_of, None, batch_size, seed=0).order(0)
-    by_modality = GroupedSampler(lengths_of, [item_modality(i) for i in ds.items], batch_size, seed=0).order(0)
-    packed = batches_of(by_modality, PackingCollator(tok.pad_token_id, pack_tokens))
-    runs = {"padded": (batches_of(order, collate), "sdpa"), "grouped": (batches_of(by_length, collate), "sdpa"),
-            "packed": (packed, "sdpa_packed"), "packed_blockmask": (packed, "sdpa")}
-    init = copy.deepcopy(model.state_dict())
-    best = {}
-    for _ in range(repeat):  # interleaved, best of `repeat`
-        for name, (batches, kernel) in runs.items():
-            model.load_state_dict(init)
-            model.language_model.set_attn_implementation(kernel)  # what the trainer picks for packed rows
-            secs, real, computed = train_epoch(model, batches)
-            if name not in best or secs < best[name][0]:
-                best[name] = (secs, real, computed)
-    for name, (secs, real, computed) in best.items():
-        figure(f"{name}_real_tokens_per_s", real / secs, ".0f")
-        figure(f"{name}_real_token_share", real / computed, ".3f")
-    speed = {k: v[1] / v[0] for k, v in best.items()}
-    figure("packed_vs_padded_random", speed['packed'] / speed['padded'], ".2fx")
-    figure("packed_vs_grouped", speed['packed'] / speed['grouped'], ".2fx")
-    figure("packed_kernel_vs_block_mask", speed['packed'] / speed['packed_blockmask'], ".2fx")
-    wide = [PackingCollator(tok.pad_token_id, 1024)([feats[i] for i in by_modality[b:b + batch_size]])
-            for b in range(0, n, batch_size)]
-    figure("packed_real_token_share_1024", sum(int(b[REAL_TOKENS]) for b in wide)
-           / sum(b["input_ids"].numel() for b in wide), ".3f")
-
-
-def bench_llava(data: Path, batch_size: int, repeat: int) -> None:
-    import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
-
-    arch_llm, arch_vis = MODEL["llm"]["arch"], MODEL["vision"]["arch"]
-    model_cfg = copy.deepcopy(MODEL)
-    model_cfg.pop("ecg")
-    model_cfg["connectors"].pop("ecg")
-    gem = build(data, data / "train.json", 256, model_cfg)[0]
-    n_img = gem.modality_tokens()["image"]
-    image_id = gem.config.image_token_id
-    torch.manual_seed(0)
-    llava = LlavaForConditionalGeneration(LlavaConfig(
-        vision_config=CLIPVisionConfig(**arch_vis), image_token_id=image_id, projector_hidden_act="gelu",
-        text_config=LlamaConfig(vocab_size=gem.config.text_config.vocab_size, **arch_llm),
-        vision_feature_layer=-2, vision_feature_select_strategy="default"))
-    seq = 128
-    ids = torch.randint(3, 300, (batch_size, seq))
-    specials = {image_id, gem.config.ecg_token_id}
-    plain = next(t for t in range(3, 300) if t not in specials)
-    for special in specials:
-        ids[ids == special] = plain
-    ids[:, 1:1 + n_img] = image_id
-    pixels = torch.randn(batch_size, 3, arch_vis["image_size"], arch_vis["image_size"])
-    times = {}
-    for _ in range(repeat):
-        for name, model in (("gem", gem), ("llava", llava)):
-            model.eval()  # no dropout in either; GemForCausalLM then skips its idle-tower pass
-            start = time.perf_counter()
-            for _ in range(5):
-                model(input_ids=ids, pixel_values=pixels, labels=ids, attention_mask=torch.ones_like(ids)
-                      ).loss.backward()
-            times[name] = min(times.get(name, 1e9), time.perf_counter() - start)
-    figure("gem_fwd_bwd_s", times['gem'] / 5, ".4f")
-    figure("llava_fwd_bwd_s", times['llava'] / 5, ".4f")
-    figure("gem_vs_llava_fwd_bwd", times['llava'] / times['gem'], ".2fx")
-    if "packed_vs_grouped" in RESULTS:  # LLaVA's loop = its model on length-grouped padded batches
-        figure("packed_vs_llava_grouped", RESULTS["packed_vs_grouped"] * RESULTS["gem_vs_llava_fwd_bwd"], ".2fx")
 
 
 def bench_cache(data: Path, batch_size: int, repeat: int) -> None:
@@ -306,19 +201,30 @@ def bench_ecg(data: Path, n_records: int = 200) -> None:
 
 def bench_data_wait(data: Path, batch_size: int) -> None:
     """Share of training step time spent waiting for the next batch (ECG + image + text loading),
-    with data.num_workers 0 and 2, on the synthetic mixed data and the tiny model."""
+    with data.num_workers 0 and 2, on the synthetic mixed data and the tiny model; the loader as
+    the trainer sets it up (workers kept across epochs, 4 batches prefetched per worker). First
+    where one sample's loading time goes, by modality."""
     import torch
     from torch.utils.data import DataLoader
 
     from gemfactory.data.dataset import Collator
 
     model, tok, proc, ds = build(data, data / "train.json", 512)
+    ds[0]  # first calls import and set up what later ones reuse
+    by_kind: dict[str, list[float]] = {}
+    for i in range(len(ds)):
+        start = time.perf_counter()
+        f = ds[i]
+        kind = "+".join(k for k, key in (("image", "pixel_values"), ("ecg", "ecg")) if key in f) or "text"
+        by_kind.setdefault(kind, []).append(time.perf_counter() - start)
+    for kind, secs in sorted(by_kind.items()):
+        figure(f"load_ms_per_sample_{kind.replace('+', '_')}", 1000 * sum(secs) / len(secs), ".2f")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
     for workers in (0, 2):
         loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
                             collate_fn=Collator(tok.pad_token_id), generator=torch.Generator().manual_seed(0),
-                            persistent_workers=False)
+                            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
         wait = total = 0.0
         for epoch in range(2):
             it = iter(loader)
@@ -349,27 +255,35 @@ def bench_cli() -> None:
         figure(f"cli_{name}_s", best, ".2f")
 
 
-PARTS = ["packing", "llava", "cache", "ecg", "cli"]
+PARTS = ["sizes", "cache", "ecg", "cli"]
 
 
 def main() -> None:
+    from bench_sizes import SIZES, bench_size, model_config
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=96)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8, help="batch of the cache and data-wait parts")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--pack-tokens", type=int, default=512, help="data.pack_tokens of the packed run")
     ap.add_argument("--only", choices=PARTS, nargs="*")
+    ap.add_argument("--sizes", choices=list(SIZES), nargs="*", help="model sizes of the sizes part (default: all)")
     args = ap.parse_args()
     only = set(args.only or PARTS)
+    sizes = args.sizes or list(SIZES)
     from gemfactory.data.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         synthesize(data, n_train=48, n_test=4, seed=0)
-        if "packing" in only:
-            bench_packing(data, args.samples, args.batch, args.repeat, args.pack_tokens)
-        if "llava" in only:
-            bench_llava(data, args.batch, args.repeat)
+
+        def build_gem(spec):
+            model, tok = build(data, data / "train.json", 1024, model_config(spec))[:2]
+            return model, tok.pad_token_id
+
+        if "sizes" in only:
+            for size in sizes:
+                start = time.perf_counter()
+                bench_size(size, SIZES[size], build_gem, figure)
+                figure(f"{size}_bench_seconds", time.perf_counter() - start, ".0f")
         if "cache" in only:
             bench_cache(data, args.batch, args.repeat)
         if "ecg" in only:
@@ -377,7 +291,7 @@ def main() -> None:
             bench_data_wait(data, args.batch)
         if "cli" in only:
             bench_cli()
-    summary()
+    summary(sizes if "sizes" in only else [])
 
 
 if __name__ == "__main__":
