@@ -1,5 +1,6 @@
 """Two CPU processes (torchrun, gloo) with DeepSpeed ZeRO-2 and ZeRO-3 train like one process with
-the same global batch; a batch without images or ECGs still runs every tower."""
+the same global batch and exit 0 (repeatedly, for ZeRO-3: the long stress test); a batch without
+images or ECGs still runs every tower."""
 import json
 import os
 import shutil
