@@ -212,3 +212,33 @@ def test_shipped_configs_match_the_published_sizes(name):
     billions = count_shipped(folder) / 1e9
     # the published figure is rounded to 0.01 B: half a unit of it, and 0.5 % where that is looser
     assert abs(billions - PUBLISHED[name]) <= max(0.005, 0.005 * PUBLISHED[name]), billions
+
+
+def test_download_fetches_what_the_recipe_names(monkeypatch, tmp_path, capsys):
+    """`gemfactory download` asks huggingface_hub for each repo (config patterns only with
+    --config-only; no .bin copies of safetensors weights); the hub itself is replaced by a recorder."""
+    import huggingface_hub
+
+    calls = []
+
+    def snapshot_download(repo_id, **kw):
+        calls.append((repo_id, kw.get("revision"), kw.get("allow_patterns"), kw.get("ignore_patterns")))
+        return str(tmp_path / repo_id)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files",
+                        lambda self, repo_id, revision=None: ["config.json", "model.safetensors", "pytorch_model.bin"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = str(RECIPES / "tinyllava-phi2-siglip.yaml")
+    assert main(["-q", "download", recipe]) == 2
+    assert "HF_HUB_OFFLINE is set to 1" in capsys.readouterr().err and not calls
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert main(["-q", "download", recipe, "--config-only", "model.llm.path=microsoft/phi-2@rev1"]) == 0
+    assert [(c[0], c[1], c[2]) for c in calls] == [("microsoft/phi-2", "rev1", hub.CONFIG_PATTERNS),
+                                                   ("google/siglip-so400m-patch14-384", None, hub.CONFIG_PATTERNS)]
+    out = capsys.readouterr().out
+    assert f"model.llm.path: microsoft/phi-2@rev1 -> {tmp_path / 'microsoft/phi-2'}" in out
+    calls.clear()
+    assert main(["-q", "download", recipe]) == 0
+    assert all(c[2] is None and "*.bin" in c[3] for c in calls) and len(calls) == 2
