@@ -68,6 +68,17 @@ def test_export_loads_in_transformers_with_equal_logits(tiny_data, tmp_path, llm
         ours = model(input_ids=ids, pixel_values=pixels).logits
         theirs = hf(input_ids=ids, pixel_values=pixels).logits
     assert (ours - theirs).abs().max().item() <= 1e-5
+    # the chat template writes the prompt gemfactory's template writes (BOS left to the tokenizer)
+    from gemfactory.registry import TEMPLATES
+    from gemfactory.template.base import Turn
+
+    template = TEMPLATES.get(model.config.template)()
+    for system in ([], [Turn("system", "Be brief.")]):
+        turns = [*system, Turn("user", "<image>\nwhat is it?"), Turn("assistant", "a square"), Turn("user", "colour?")]
+        messages = [{"role": t.role, "content": t.text} for t in turns]
+        messages[len(system)]["content"] = [{"type": "image"}, {"type": "text", "text": "what is it?"}]
+        expected = template.render_prompt(turns, tok).removeprefix(tok.bos_token or "")
+        assert processor.apply_chat_template(messages, add_generation_prompt=True) == expected
 
 
 def test_ecg_models_are_refused(tiny_data, tmp_path, capsys):

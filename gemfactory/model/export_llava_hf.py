@@ -10,6 +10,7 @@ classes have no ECG encoder, no second placeholder and no GEM layout, so they ke
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -93,6 +94,35 @@ def image_processor(vision):
     )
 
 
+_CONTENT = ("{%- macro content(c) -%}{%- if c is string -%}{{ c }}{%- else -%}{%- for p in c -%}"
+            "{%- if p['type'] == 'image' -%}{{ '<image>' + '\\n' }}{%- elif p['type'] == 'text' -%}{{ p['text'] }}"
+            "{%- endif -%}{%- endfor -%}{%- endif -%}{%- endmacro -%}")
+_SYSTEM = ("{%- if messages[0]['role'] == 'system' -%}{%- set system = content(messages[0]['content']) -%}"
+           "{%- set turns = messages[1:] -%}{%- else -%}{%- set system = DEFAULT -%}{%- set turns = messages -%}"
+           "{%- endif -%}")
+_VICUNA = ("{{ system + ' ' }}{%- for m in turns -%}{%- if m['role'] == 'user' -%}"
+           "{{ 'USER: ' + content(m['content']) + ' ASSISTANT:' }}{%- else -%}"
+           "{{ ' ' + content(m['content']) + eos_token }}{%- endif -%}{%- endfor -%}")
+_CHATML = ("{{ '<|im_start|>system' + '\\n' + system + '<|im_end|>' + '\\n' }}{%- for m in turns -%}"
+           "{{ '<|im_start|>' + m['role'] + '\\n' + content(m['content']) + '<|im_end|>' + '\\n' }}{%- endfor -%}"
+           "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant' + '\\n' }}{%- endif -%}")
+CHAT_LAYOUTS = {"vicuna_v1": _VICUNA, "llava_v1": _VICUNA, "chatml": _CHATML}
+
+
+def chat_template(name: str) -> str | None:
+    """A Jinja chat template writing the prompt gemfactory's template ``name`` writes for generation
+    (without BOS: the tokenizer adds it when it has one), with image parts as ``<image>\\n``; None for
+    templates without one here."""
+    from ..registry import TEMPLATES
+
+    layout = CHAT_LAYOUTS.get(name)
+    if layout is None:
+        return None
+    system = TEMPLATES.get(name).system
+    default = "{%- set DEFAULT = " + json.dumps(system) + " -%}"
+    return default + _CONTENT + _SYSTEM + layout
+
+
 def export_llava_hf(checkpoint, out) -> tuple[Path, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -111,7 +141,8 @@ def export_llava_hf(checkpoint, out) -> tuple[Path, str]:
     processor = LlavaProcessor(image_processor=image_processor(model.vision_tower), tokenizer=tokenizer,
                                patch_size=model.vision_tower.model.config.patch_size,
                                vision_feature_select_strategy=strategy, num_additional_image_tokens=extra,
-                               image_token="<image>", chat_template=getattr(tokenizer, "chat_template", None))
+                               image_token="<image>",
+                               chat_template=chat_template(model.config.template) or getattr(tokenizer, "chat_template", None))
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
