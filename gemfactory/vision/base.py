@@ -18,6 +18,10 @@ from ..errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# pad: pad to a square with the mean colour, then resize (LLaVA-1.5's image_aspect_ratio "pad");
+# crop: shortest side to the tower's size, then the centre square, as CLIPImageProcessor does
+# (the seeds' default, e.g. GEM's "ori"); resize: stretch to the square
+IMAGE_ASPECTS = ("pad", "crop", "resize")
 
 
 class VisionTower(nn.Module):
@@ -47,7 +51,11 @@ class VisionTower(nn.Module):
             raise ConfigError(
                 f"model.vision.options: unknown keys {sorted(unknown)}; expected some of {sorted(known)}"
             )
-        return {**known, **options}
+        merged = {**known, **options}
+        if "image_aspect" in merged and merged["image_aspect"] not in IMAGE_ASPECTS:
+            raise ConfigError(f"model.vision.options.image_aspect: {merged['image_aspect']!r} is not one of "
+                              f"{', '.join(IMAGE_ASPECTS)}")
+        return merged
 
     def anyres_layout(self):
         from .anyres import AnyResLayout
@@ -75,7 +83,7 @@ class ImagePreprocessor:
     size: int
     mean: tuple[float, ...] = CLIP_MEAN
     std: tuple[float, ...] = CLIP_STD
-    aspect: str = "pad"  # pad (LLaVA-1.5: pad to square with the mean colour) | resize
+    aspect: str = "pad"  # one of IMAGE_ASPECTS
     anyres: object = None  # AnyResLayout: several views per image
 
     @property
@@ -89,6 +97,8 @@ class ImagePreprocessor:
             img = img.convert("RGB")
             if self.aspect == "pad":
                 img = expand_to_square(img, self.fill)
+            elif self.aspect == "crop":
+                img = shortest_side_centre_crop(img, self.size)
             out.append(self._tensor(img.resize((self.size, self.size), Image.BICUBIC)))
         return torch.stack(out)
 
@@ -117,6 +127,18 @@ def expand_to_square(img: Image.Image, fill: tuple[int, int, int]) -> Image.Imag
     canvas = Image.new(img.mode, (side, side), fill)
     canvas.paste(img, ((side - w) // 2, (side - h) // 2))
     return canvas
+
+
+def shortest_side_centre_crop(img: Image.Image, size: int) -> Image.Image:
+    """Shortest side to ``size`` (bicubic), then the centred ``size`` square: CLIPImageProcessor's
+    ``resize`` + ``center_crop`` (same rounding of the long side and of the crop offsets)."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(size * long / short)
+    img = img.resize((size, new_long) if w <= h else (new_long, size), Image.BICUBIC)
+    w, h = img.size
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
 
 
 def check_layers(options: dict, num_layers: int) -> list[int]:
