@@ -231,7 +231,8 @@ def test_llava_hf_matches_transformers(tmp_path, layer, strategy, n_tokens, text
         close(ours(input_ids=gem_ids(ours, n_tokens), pixel_values=pixels).logits, run_hf(ref, n_tokens, pixels))
 
 
-def test_tinyllava_phi_siglip_matches_seed_forward(tmp_path):
+@pytest.mark.parametrize("layout", ["whole", "parts"])
+def test_tinyllava_phi_siglip_matches_seed_forward(tmp_path, layout):
     from transformers import PhiConfig, PhiForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
     torch.manual_seed(2)
@@ -242,8 +243,15 @@ def test_tinyllava_phi_siglip_matches_seed_forward(tmp_path):
     siglip = SiglipVisionModel(SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=3,
                                                   num_attention_heads=2, image_size=32, patch_size=8)).eval()
     connector = mlp2x(16, 32)
-    save_weights({**prefixed("language_model.", phi), **prefixed("vision_tower._vision_tower.", siglip),
-                  **prefixed("connector._connector.", connector)}, src)
+    if layout == "whole":  # TinyLlavaForConditionalGeneration.save_pretrained
+        save_weights({**prefixed("language_model.", phi), **prefixed("vision_tower._vision_tower.", siglip),
+                      **prefixed("connector._connector.", connector)}, src)
+    else:  # training_recipe/base.py save(): each part's named_parameters in its own folder
+        for part, module in (("language_model", phi), ("vision_tower", siglip), ("connector", nn.Module())):
+            (src / part).mkdir()
+            if part == "connector":
+                module._connector = connector
+            torch.save(dict(module.named_parameters()), src / part / "pytorch_model.bin")
     (src / "config.json").write_text(json.dumps({
         "model_type": "tinyllava", "architectures": ["TinyLlavaForConditionalGeneration"],
         "llm_model_name_or_path": "microsoft/phi-2", "connector_type": "mlp2x_gelu",

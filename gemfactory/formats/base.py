@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 #: buffers older transformers versions saved with the weights; recomputed at load, never trained
 STALE_BUFFERS = ((r"\.rotary_emb\.inv_freq$", None), (r"\.embeddings\.position_ids$", None))
 
@@ -57,9 +58,30 @@ class SeedFormat:
         """The GemConfig parts; raises UnsupportedFeature naming the first setting with no equivalent."""
         raise NotImplementedError
 
+    def read_weights(self, src: Path) -> dict:
+        """Every tensor the seed saved, under the names its save code gives them."""
+        return load_folder_state(src)
+
     def map_keys(self, state: dict) -> tuple[dict, dict, list[str]]:
         """(renamed state, {new name: source name}, source keys no rule matches)."""
         return rename(state, (*self.rules, *STALE_BUFFERS))
+
+
+def load_folder_state(src: Path) -> dict:
+    """Every tensor of a HF-style folder: one file or shards listed by ``*.index.json``."""
+    from ..weights import load_state_file
+
+    for name in WEIGHT_FILES:
+        index = src / f"{name}.index.json"
+        if index.is_file():
+            shards = sorted(set(read_json(index, "the shard index").get("weight_map", {}).values()))
+            state = {}
+            for shard in shards:
+                state.update(load_state_file(str(src / shard), key=str(index)))
+            return state
+        if (src / name).is_file():
+            return load_state_file(str(src / name), key=str(src / name))
+    raise FormatError(f"{src}: no weights (expected {' or '.join(WEIGHT_FILES)}, or a sharded index of one)")
 
 
 def rename(state: dict, rules) -> tuple[dict, dict, list[str]]:

@@ -17,7 +17,6 @@ from . import FORMATS
 from .base import FormatError, ImportPlan, read_json
 
 log = logging.getLogger(__name__)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def local_source(src: str, key: str = "SRC") -> Path:
@@ -44,23 +43,6 @@ def detect_format(src: Path, config: dict) -> list[str]:
     return [name for name in FORMATS.names() if FORMATS.get(name)().detect(src, config)]
 
 
-def load_folder_state(src: Path) -> dict:
-    """Every tensor of a HF-style folder: one file or shards listed by ``*.index.json``."""
-    from ..weights import load_state_file
-
-    for name in WEIGHT_FILES:
-        index = src / f"{name}.index.json"
-        if index.is_file():
-            shards = sorted(set(read_json(index, "the shard index").get("weight_map", {}).values()))
-            state = {}
-            for shard in shards:
-                state.update(load_state_file(str(src / shard), key=str(index)))
-            return state
-        if (src / name).is_file():
-            return load_state_file(str(src / name), key=str(src / name))
-    raise FormatError(f"{src}: no weights (expected {' or '.join(WEIGHT_FILES)}, or a sharded index of one)")
-
-
 def import_checkpoint(fmt_name: str, src: str, out: str, vision_tower: str | None = None,
                       ecg_tower: str | None = None) -> tuple[Path, str]:
     """Write ``out``; return it and a line describing the imported model."""
@@ -74,7 +56,7 @@ def import_checkpoint(fmt_name: str, src: str, out: str, vision_tower: str | Non
         seen = config.get("architectures") or config.get("model_type") or "unknown"
         hint = f"; it looks like --from {others[0]}" if others else ""
         raise FormatError(f"{folder}: not a {fmt_name} checkpoint (config.json: {seen}){hint}")
-    state = load_folder_state(folder)
+    state = fmt.read_weights(folder)
     plan = fmt.plan(folder, config, {"vision_tower": vision_tower, "ecg_tower": ecg_tower, "state_keys": set(state)})
     mapped, origin, unmatched = fmt.map_keys(state)
     model = build_model(plan)

@@ -6,8 +6,9 @@ config.json (``model_type: tinyllava``) holds ``text_config`` and ``vision_confi
 HF causal LM), ``vision_tower._vision_tower.`` (the HF vision model), ``connector._connector.``.
 TinyLLaVA's ``patch`` strategy drops the first token on every tower (``vision_tower/base.py``), on
 SigLIP too, where that token is a patch: gemfactory's siglip ``select_feature: drop_first_patch``.
-The sub-folder layout of a training run (``language_model/``, ``vision_tower/``, ``connector/``) is not
-read; load it with TinyLLaVA's code and save_pretrained it first.
+A pretraining run's layout (``training_recipe/base.py`` ``save``: top-level config.json, and
+``language_model/``, ``vision_tower/``, ``connector/`` each with a ``pytorch_model.bin`` of that part's
+named parameters) is read too, each part under the prefix it has in the whole model.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import re
 from pathlib import Path
 
 from . import FORMATS
-from .base import ImportPlan, SeedFormat, aspect_from_seed, llm_family_of, refuse, vision_entry
+from .base import FormatError, ImportPlan, SeedFormat, aspect_from_seed, llm_family_of, load_folder_state, refuse, vision_entry
 
 CONNECTORS = ("linear", "identity")
+#: sub-folder of a pretraining run -> the prefix of its named parameters in the whole model
+PARTS = {"language_model": "language_model.", "vision_tower": "vision_tower._vision_tower.", "connector": "connector."}
 
 
 @FORMATS.register("tinyllava")
@@ -31,6 +34,17 @@ class TinyLlavaFormat(SeedFormat):
 
     def detect(self, src: Path, config: dict) -> bool:
         return config.get("model_type") == "tinyllava"
+
+    def read_weights(self, src: Path) -> dict:
+        if not all((src / part).is_dir() for part in PARTS):
+            return load_folder_state(src)
+        state = {}
+        for part, prefix in PARTS.items():
+            weights = src / part / "pytorch_model.bin"
+            if not weights.is_file():
+                raise FormatError(f"{src / part}: no pytorch_model.bin (TinyLLaVA's saved {part})")
+            state.update({prefix + k: v for k, v in load_folder_state(src / part).items()})
+        return state
 
     def plan(self, src: Path, config: dict, options: dict) -> ImportPlan:
         from transformers import AutoConfig
