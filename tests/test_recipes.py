@@ -201,13 +201,14 @@ def test_recipe_check_lists_missing_paths(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty hub cache
     rc, out, err = check(capsys, "gem-vicuna7b.yaml")
     assert rc == 2 and out.splitlines()[-1] != "ok"
-    # hub repos are no local paths: their cache state is listed, and the config is built from shipped configs
-    assert "hub model.llm.path: lmsys/vicuna-7b-v1.5: not cached (gemfactory download " in out
+    # the config is still built: the uncached hub repos' configs are the ones gemfactory ships
     assert "config ok (llm vicuna" in out
     missing = [line for line in err.splitlines() if line.startswith("missing ")]
     keys = [line.split(":")[0].removeprefix("missing ") for line in missing]
-    assert keys[0] == "model.ecg.path" and "model.llm.path" not in keys
+    assert keys[:3] == ["model.llm.path", "model.vision.path", "model.ecg.path"]
     assert "data.train" in keys and len(keys) == len(set(keys))
+    assert (f"missing model.llm.path: lmsys/vicuna-7b-v1.5 (no local path, and no hub repo in the cache; "
+            f"gemfactory download {RECIPES_DIR / 'gem-vicuna7b.yaml'})") in err
     assert "missing model.ecg.path: models/ecg-coca.pt" in err
     assert "--tiny" in err.splitlines()[-1]
 

@@ -85,19 +85,24 @@ def cmd_template_check(args) -> int:
     return check_recipe_template(args.recipe, args.overrides, args.n)
 
 
-def hub_status(recipe) -> list[str]:
-    """One line per hub repo the recipe names: cached with weights, configs only, or not at all."""
-    from ..hub import cached_snapshot, has_config, has_weights, parse_ref
+def hub_status(recipe) -> tuple[list[str], list]:
+    """Hub repos the recipe names: a line for each one cached, a LocalPath for each one not."""
+    from ..hub import cached_snapshot, has_config, has_tokenizer, parse_ref
     from ..model.sources import hub_refs, weights_missing
+    from ..model.tiny import LocalPath
 
-    lines, absent = [], set(weights_missing(recipe.model))
+    cached, absent, no_weights = [], [], set(weights_missing(recipe.model))
     for key, value in hub_refs(recipe.model).items():
-        snap = None if parse_ref(value).filename else cached_snapshot(parse_ref(value))
-        state = ("cached" if key not in absent else
-                 "configs cached, weights not" if snap is not None and has_config(snap) and not has_weights(snap)
-                 else f"not cached (gemfactory download {recipe.source})")
-        lines.append(f"hub {key}: {value}: {state}")
-    return lines
+        ref = parse_ref(value)
+        snap = None if ref.filename else cached_snapshot(ref)
+        if key == "model.llm.tokenizer" and snap is not None and has_tokenizer(snap) or \
+                key != "model.llm.tokenizer" and key not in no_weights:
+            cached.append(f"hub {key}: {value}: cached")
+            continue
+        state = ("a hub repo whose configs are cached, its weights not" if snap is not None and has_config(snap)
+                 else "no local path, and no hub repo in the cache")
+        absent.append(LocalPath(key, value, f"{state}; gemfactory download {recipe.source}"))
+    return cached, absent
 
 
 def cmd_recipe_check(args) -> int:
@@ -122,19 +127,21 @@ def cmd_recipe_check(args) -> int:
         needs |= {"data.train", f"stages.{recipe.stages[0].name}.train"}
     if recipe.model.llm.config:  # the architecture planning reads while model.llm.path is not made yet
         needs.discard("model.llm.path")
-    for line in hub_status(recipe):
+    cached, uncached = hub_status(recipe)
+    for line in cached:
         print(line)
-    if not any(m.key in needs for m in missing):
+    if not any(m.key in needs for m in missing):  # planning reads configs of uncached repos from the shipped ones
         from ..model.builder import build_config, tokenizer_for_recipe
 
         tokenizer = tokenizer_for_recipe(recipe, planning=True)
         config = build_config(recipe.model, tokenizer, planning=True, origin=recipe.source)
         print(f"{args.recipe}: config ok (llm {config.llm_family}, template {config.template}, "
               f"vision {config.vision and config.vision['name']}, ecg {config.ecg and config.ecg['name']})")
+    missing = uncached + missing
     if missing:
         for m in missing:
             print(f"missing {m.key}: {m.path} ({m.what})", file=sys.stderr)
-        print(f"error: {args.recipe}: {len(missing)} local path(s) missing; the architecture alone can be "
+        print(f"error: {args.recipe}: {len(missing)} path(s) missing; the architecture alone can be "
               f"checked without them: gemfactory recipe check {args.recipe} --tiny", file=sys.stderr)
         return 2
     print("ok")
