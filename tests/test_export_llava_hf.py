@@ -7,8 +7,8 @@ import copy
 
 import pytest
 import torch
-
 from conftest import TINY_MODEL, tiny_recipe
+
 from gemfactory.cli import main
 
 QWEN = {"name": "qwen2", "tokenizer_vocab_size": 400,
@@ -91,8 +91,8 @@ def test_ecg_models_are_refused(tiny_data, tmp_path, capsys):
 
 
 def test_non_llava_connector_is_refused(tiny_data, tmp_path, capsys):
-    from gemfactory.model.export_llava_hf import refuse_unless_exportable
     from gemfactory.errors import ConfigError
+    from gemfactory.model.export_llava_hf import refuse_unless_exportable
 
     _, model, _ = checkpoint(tiny_data, tmp_path)
     model.config.connectors["image"]["name"] = "linear"

@@ -160,7 +160,12 @@ def original_llava(src, vision_in_file: bool, vip: bool):
 
 def hf_reference(state, lm, tower, folder, vip: bool):
     """The seed's weights renamed by transformers' conversion table, loaded by transformers' class."""
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, VipLlavaConfig, VipLlavaForConditionalGeneration
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        VipLlavaConfig,
+        VipLlavaForConditionalGeneration,
+    )
 
     state = dict(state)
     if not any(k.startswith("model.vision_tower.") for k in state):
@@ -401,7 +406,9 @@ def test_every_format_has_a_parity_test():
 
     tested = {"llava", "vip-llava", "llava-hf", "tinyllava", "gem"}
     assert set(FORMATS.names()) == tested
-    assert re.search(r"^def test_gem_matches", open(__file__).read(), re.M)
+    from pathlib import Path
+
+    assert re.search(r"^def test_gem_matches", Path(__file__).read_text(), re.MULTILINE)
 
 
 # hub ids ---------------------------------------------------------------------------------------------

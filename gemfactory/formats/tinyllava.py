@@ -16,7 +16,16 @@ import re
 from pathlib import Path
 
 from . import FORMATS
-from .base import FormatError, ImportPlan, SeedFormat, aspect_from_seed, llm_family_of, load_folder_state, refuse, vision_entry
+from .base import (
+    FormatError,
+    ImportPlan,
+    SeedFormat,
+    aspect_from_seed,
+    llm_family_of,
+    load_folder_state,
+    refuse,
+    vision_entry,
+)
 
 CONNECTORS = ("linear", "identity")
 #: sub-folder of a pretraining run -> the prefix of its named parameters in the whole model
