@@ -236,6 +236,25 @@ def test_llava_hf_matches_transformers(tmp_path, layer, strategy, n_tokens, text
         close(ours(input_ids=gem_ids(ours, n_tokens), pixel_values=pixels).logits, run_hf(ref, n_tokens, pixels))
 
 
+def test_vip_llava_saved_by_transformers_matches_it(tmp_path):
+    from transformers import VipLlavaConfig, VipLlavaForConditionalGeneration
+
+    torch.manual_seed(4)
+    src = tmp_path / "seed"
+    tokenizer(src, extra=["<image>"])
+    config = VipLlavaConfig(text_config=llama_config(V + 1).to_dict(), vision_config=clip_config(12).to_dict(),
+                            image_token_index=V)
+    ref = VipLlavaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # a layernorm that is not the identity
+        ref.model.multi_modal_projector.projector_layernorm.weight.normal_(1.0, 0.2)
+    ref.save_pretrained(src)
+    ours = imported("vip-llava", src, tmp_path / "out")
+    assert ours.config.vision["options"]["layers"] == [-2, -5, -8, -11, 6]
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        close(ours(input_ids=gem_ids(ours, 4), pixel_values=pixels).logits, run_hf(ref, 4, pixels))
+
+
 @pytest.mark.parametrize("layout", ["whole", "parts"])
 def test_tinyllava_phi_siglip_matches_seed_forward(tmp_path, layout):
     from transformers import PhiConfig, PhiForCausalLM, SiglipVisionConfig, SiglipVisionModel
