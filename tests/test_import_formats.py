@@ -234,6 +234,12 @@ def test_llava_hf_matches_transformers(tmp_path, layer, strategy, n_tokens, text
     pixels = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         close(ours(input_ids=gem_ids(ours, n_tokens), pixel_values=pixels).logits, run_hf(ref, n_tokens, pixels))
+    # and back: export --format llava-hf gives transformers' class the same logits again
+    assert main(["-q", "export", str(tmp_path / "out"), str(tmp_path / "back"), "--format", "llava-hf"]) == 0
+    back = LlavaForConditionalGeneration.from_pretrained(tmp_path / "back").eval()
+    assert back.config.vision_feature_layer == layer and back.config.vision_feature_select_strategy == strategy
+    with torch.no_grad():
+        close(run_hf(back, n_tokens, pixels), run_hf(ref, n_tokens, pixels))
 
 
 def test_vip_llava_saved_by_transformers_matches_it(tmp_path):
