@@ -242,3 +242,18 @@ def test_download_fetches_what_the_recipe_names(monkeypatch, tmp_path, capsys):
     calls.clear()
     assert main(["-q", "download", recipe]) == 0
     assert all(c[2] is None and "*.bin" in c[3] for c in calls) and len(calls) == 2
+
+
+def test_tiny_twins_read_the_shipped_configs(tmp_path, monkeypatch, capsys):
+    """With nothing cached, a seed's tiny twin still keeps its real LLM's query:key-value head ratio
+    (Llama-3: 32:8 -> 4:1) and its tower's depth checks (CLIP ViT-L: 24 layers)."""
+    from gemfactory.config import load_recipe
+    from gemfactory.model.tiny import shrink
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert shrink(load_recipe(RECIPES / "gem-llama3-8b.yaml")).model.llm.arch["num_key_value_heads"] == 1
+    assert shrink(load_recipe(RECIPES / "gem-vicuna7b.yaml")).model.llm.arch["num_key_value_heads"] == 4
+    assert main(["-q", "recipe", "check", str(RECIPES / "llava-v1.5-7b.yaml"), "model.vision.options.select_layer=-30",
+                 "--tiny", "--data", str(tmp_path / "synth")]) == 2
+    assert "select_layer: -30 is out of range for a tower with 24 layers" in capsys.readouterr().err

@@ -142,7 +142,23 @@ def _tiny_llm(llm: dict, family) -> dict:
             "attn_implementation": attn if attn in (None, "eager", "sdpa") else None}
 
 
+def _real_config_folder(path: str | None, key: str) -> str | None:
+    """A folder with the real model's config: the local path, its cached hub snapshot, or the
+    config gemfactory ships for that repo; None when there is none (the tiny defaults apply)."""
+    from ..hub import HubMissing, is_hub_ref, planning_source
+
+    if not path:
+        return None
+    if not is_hub_ref(path):
+        return path if Path(path).exists() else None
+    try:
+        return planning_source(path, key, "config")[0]
+    except HubMissing:
+        return None
+
+
 def _real_llm_config(path: str | None):
+    path = _real_config_folder(path, "model.llm.path")
     if not path or not (Path(path) / "config.json").is_file():
         return None
     from transformers import AutoConfig
@@ -191,7 +207,7 @@ def _tiny_vision(vision: dict) -> dict:
 
     cls = VISION_TOWERS.get(vision["name"])
     options = dict(vision["options"])
-    path = vision["path"] if vision["path"] and Path(vision["path"]).exists() else None
+    path = _real_config_folder(vision["path"], "model.vision.path")
     arch = dict(vision["arch"])
     if issubclass(cls, (CLIPTower, SigLIPTower)):
         key, layers, need = _needed_depth(options, cls.default_options.get("select_layer"))
