@@ -49,7 +49,7 @@ def import_seed_transformer(mirror: str):
     utils.to_2tuple = lambda x: tuple(x) if isinstance(x, (tuple, list)) else (x, x)
     sys.modules["gem_open_clip.utils"] = utils
     sys.path.insert(0, package)
-    from gem_open_clip import transformer  # noqa: E402  (the seed's file, imported as it is)
+    from gem_open_clip import transformer  # (the seed's file, imported as it is)
 
     return transformer
 

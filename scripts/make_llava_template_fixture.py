@@ -76,7 +76,7 @@ def load_seed(mirror: str):
     folder = Path(tempfile.mkdtemp(prefix="llava_seed_"))
     (folder / "llava_seed_conversation.py").write_text(git_show(mirror, "llava/conversation.py"))
     sys.path.insert(0, str(folder))
-    import llava_seed_conversation as conversation_lib  # noqa: E402  (the seed's file as it is)
+    import llava_seed_conversation as conversation_lib  # (the seed's file as it is)
 
     constants: dict = {}
     exec(git_show(mirror, "llava/constants.py"), constants)

@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_llava_template_fixture import CONVERSATIONS, function_source, llama_tokenizer  # noqa: E402
+from make_llava_template_fixture import CONVERSATIONS, function_source, llama_tokenizer
 
 SEED_REPO = "mu-cai/ViP-LLaVA"
 SEED_COMMIT = "ab4e364125ba55767d35025ca3af6ee5b90b69e6"
@@ -39,7 +39,7 @@ def load_seed(mirror: str):
     folder = Path(tempfile.mkdtemp(prefix="vip_seed_"))
     (folder / "vip_seed_conversation.py").write_text(git_show(mirror, "llava/conversation.py"))
     sys.path.insert(0, str(folder))
-    import vip_seed_conversation as conversation_lib  # noqa: E402  (the seed's file as it is)
+    import vip_seed_conversation as conversation_lib  # (the seed's file as it is)
 
     constants: dict = {}
     exec(git_show(mirror, "llava/constants.py"), constants)

@@ -9,7 +9,7 @@ from gemfactory.model.checkpoint import save_checkpoint
 
 @pytest.fixture(scope="module")
 def ckpt(tiny_built, tmp_path_factory):
-    recipe, tok, model, _ = tiny_built
+    _, tok, model, _ = tiny_built
     run = tmp_path_factory.mktemp("evaldevice") / "tiny-run"
     save_checkpoint(model, tok, run / "finetune" / "model", recipe={"name": "tiny", "model": {"llm": {"name": "vicuna"}}})
     (run / "latest").write_text("finetune/model\n")
@@ -19,7 +19,7 @@ def ckpt(tiny_built, tmp_path_factory):
 @pytest.fixture
 def seen_inputs(monkeypatch):
     """Loads through the real loader and records (model device, model dtype, input tensors) of every generate call."""
-    import gemfactory.infer.load as load
+    from gemfactory.infer import load
 
     real, seen = load.load_pretrained_model, []
 

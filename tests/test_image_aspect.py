@@ -62,7 +62,9 @@ def test_gem_recipes_crop_as_gem_does():
 @pytest.mark.parametrize("w,h", SIZES)
 def test_resize_equals_siglip_processor(w, h):
     """TinyLLaVA's ``image_aspect_ratio square``: SigLIP's processor stretches to the square."""
-    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+    from transformers.models.siglip.image_processing_pil_siglip import (
+        SiglipImageProcessorPil,
+    )
 
     img = image(w, h)
     hf = SiglipImageProcessorPil(size={"height": 56, "width": 56})

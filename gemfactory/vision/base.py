@@ -137,7 +137,7 @@ def shortest_side_centre_crop(img: Image.Image, size: int) -> Image.Image:
     new_long = int(size * long / short)
     img = img.resize((size, new_long) if w <= h else (new_long, size), Image.BICUBIC)
     w, h = img.size
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
     return img.crop((left, top, left + size, top + size))
 
 
