@@ -16,7 +16,7 @@ from gemfactory import hub
 from gemfactory.cli import main
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-SEEDS = sorted(p for p in RECIPES.glob("*.yaml") if not p.name.startswith(("_", "tiny")))
+SEEDS = sorted(p for p in RECIPES.glob("*.yaml") if not p.name.startswith(("_", "tiny-")))
 COMMIT_MAIN, COMMIT_V0 = "a" * 40, "b" * 40
 
 
@@ -257,3 +257,21 @@ def test_tiny_twins_read_the_shipped_configs(tmp_path, monkeypatch, capsys):
     assert main(["-q", "recipe", "check", str(RECIPES / "llava-v1.5-7b.yaml"), "model.vision.options.select_layer=-30",
                  "--tiny", "--data", str(tmp_path / "synth")]) == 2
     assert "select_layer: -30 is out of range for a tower with 24 layers" in capsys.readouterr().err
+
+
+def test_dry_run_without_a_tokenizer_estimates_lengths_and_says_so(tiny_data, tmp_path, monkeypatch, capsys):
+    from gemfactory.data.dataset import load_items
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    items = load_items(str(tiny_data / "train.json"))
+    assert main(["-q", "train", str(RECIPES / "gem-qwen2-1.5b.yaml"), "--dry-run",
+                 f"data.train={tiny_data / 'train.json'}"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("data"))
+    assert line.startswith(f"  data       {len(items)} samples; tokens ESTIMATED without a tokenizer "
+                           "(Qwen/Qwen2-1.5B-Instruct not cached)")
+    # the longest sample: its characters / 4, plus 576 CLIP-336 patch tokens and 101 ECG tokens where present
+    def guess(item):
+        chars = sum(len(t["value"]) for t in item["conversations"])
+        return -(-chars // 4) + 576 * bool(item.get("image")) + 101 * bool(item.get("ecg"))
+    assert f"max {max(guess(i) for i in items)};" in line

@@ -27,6 +27,7 @@ from .trainer import deepspeed_config, zero_stage
 from .tuning import apply_tuning, check_tuning, finish_tuning, parameter_counts
 
 TIMED_STEPS = 3
+CHARS_PER_TOKEN = 4  # a rough mean of BPE tokenizers on English text, for estimates without a tokenizer
 
 
 def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
@@ -75,12 +76,16 @@ def stage_data(recipe: Recipe, stage, model, tokenizer, template, out) -> GemDat
     if not train or not Path(train).is_file():
         out(f"  data       {train or 'data.train'} not found: sequence lengths and timing skipped")
         return None
+    max_len = stage.max_length or recipe.data.max_length
     if getattr(tokenizer, "vocab_only", False):
-        out(f"  data       no tokenizer of {tokenizer.source} cached: token lengths skipped "
-            f"(gemfactory download {recipe.source} --config-only fetches it)")
+        lengths = estimated_lengths(train, model)
+        over = sum(n > max_len for n in lengths)
+        out(f"  data       {len(lengths)} samples; tokens ESTIMATED without a tokenizer ({tokenizer.source} not "
+            f"cached): {CHARS_PER_TOKEN} characters per token plus the image/ECG tokens, template text not "
+            f"counted: median {statistics.median(lengths) if lengths else 0:.0f} max {max(lengths, default=0)}; "
+            f"{over} over max_length {max_len} (gemfactory download {recipe.source} --config-only for exact counts)")
         return None
     stage_template = TEMPLATES.get(stage.template)() if stage.template else template
-    max_len = stage.max_length or recipe.data.max_length
     processor = Processor.from_model(model, tokenizer, stage_template, max_len)
     dataset = GemDataset(train, processor, stage.image_folder or recipe.data.image_folder,
                          stage.ecg_folder or recipe.data.ecg_folder)
@@ -91,6 +96,20 @@ def stage_data(recipe: Recipe, stage, model, tokenizer, template, out) -> GemDat
             f"{statistics.median(lengths):.0f} p95 {q[18]:.0f} max {max(lengths)}; "
             f"{too_long} over max_length {max_len}; {bad} unusable")
     return dataset
+
+
+def estimated_lengths(train: str, model) -> list[int]:
+    """Token counts guessed from the characters of each sample's turns (no tokenizer at hand)."""
+    from ..data.dataset import load_items
+
+    image = model.vision_tower.num_tokens if model.vision_tower is not None else 0
+    ecg = model.ecg_encoder.num_tokens if model.ecg_encoder is not None else 0
+    lengths = []
+    for item in load_items(train):
+        turns = item.get("conversations", item.get("conversation")) or []
+        chars = sum(len(t.get("value", "")) for t in turns if isinstance(t, dict) and isinstance(t.get("value"), str))
+        lengths.append(math.ceil(chars / CHARS_PER_TOKEN) + image * bool(item.get("image")) + ecg * bool(item.get("ecg")))
+    return lengths
 
 
 def sequence_lengths(dataset: GemDataset, processor: Processor, max_len: int):
