@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gemfactory.config import recipe_from_dict
-from gemfactory.config_augment import AugmentConfig
+from gemfactory.config import AugmentConfig
 from gemfactory.data.augment import ECGAugmenter
 from gemfactory.errors import ConfigError
 

@@ -107,7 +107,7 @@ CLI_CASES = [
     ("base-loop", lambda w: ["train", w.text("loop.yaml", "base: loop.yaml\n")],
      "{t}/loop.yaml: 'base:' inheritance loops back to itself"),
     ("wrong-type-int", lambda w: ["train", w.recipe, "stages.finetune.batch_size=abc"],
-     "{t}/tiny.yaml: stages[0].batch_size: expected int, got str 'abc'"),
+     "{t}/tiny.yaml: stages.finetune.batch_size: expected int, got str 'abc'"),
     ("wrong-type-bool", lambda w: ["train", w.recipe, "training.bf16=maybe"],
      "training.bf16: expected bool, got str 'maybe'"),
     ("wrong-literal", lambda w: ["train", w.recipe, "data.on_bad_sample=skp"],

@@ -27,8 +27,11 @@ def test_unknown_key_names_file_and_path(tmp_path):
 
 def test_wrong_type_names_key_and_expected_type(tmp_path):
     p = write(tmp_path, "r.yaml", "stages:\n  - name: a\n    batch_size: lots\n")
-    with pytest.raises(ConfigError, match=r"stages\[0\]\.batch_size: expected int, got str 'lots'"):
-        load_recipe(p)
+    with pytest.raises(ConfigError, match=r"stages\.a\.batch_size: expected int, got str 'lots'"):
+        load_recipe(p)  # a stage is named as overrides name it
+    p = write(tmp_path, "r2.yaml", "stages:\n  - batch_size: 1\n  - [not, a, stage]\n")
+    with pytest.raises(ConfigError, match=r"stages\[1\]: expected a mapping, got list"):
+        load_recipe(p)  # an item that is no stage mapping keeps its index
 
 
 def test_literal_value_checked(tmp_path):
@@ -102,3 +105,36 @@ def test_semantic_checks():
         recipe_from_dict({"model": {"ecg": {"name": "vit1d"}}})
     with pytest.raises(ConfigError, match="duplicate stage names"):
         recipe_from_dict({"stages": [{"name": "a"}, {"name": "a"}]})
+
+
+def test_typed_stage_sections_carry_help_and_checks_beside_the_fields(tmp_path):
+    from gemfactory.config import LoraConfig, PartialConfig, TuneConfig, field_help
+
+    r = load_recipe(write(tmp_path, "r.yaml", "stages:\n  - name: a\n    tune: {llm: lora, vision: partial}\n"
+                                              "    lora: {r: 4, target_modules: [q_proj]}\n"
+                                              "    partial: {vision: {last_n_layers: 1}}\n"))
+    stage = r.stage("a")
+    assert isinstance(stage.tune, TuneConfig) and stage.tune.given() == {"llm": "lora", "vision": "partial"}
+    assert isinstance(stage.lora, LoraConfig) and stage.lora.target_modules == {"llm": ["q_proj"]}  # list = llm's
+    assert stage.partial == {"vision": PartialConfig(last_n_layers=1)}
+    assert all(field_help(cls).values() for cls in (TuneConfig, LoraConfig, PartialConfig))
+    for text, message in [
+        ("tune: {lm: full}", "stages.a.tune.lm: unknown key (did you mean 'llm'?)"),
+        ("lora: {r: 0}", "stages.a.lora.r: expected an integer >= 1, got 0"),
+        ("lora: {target_modules: {llm: []}}", "stages.a.lora.target_modules: expected a non-empty list"),
+        ("tune: {llm: partial}\n    partial: {llm: {}}",
+         "stages.a.partial.llm: name what to train: last_n_layers and/or modules"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            load_recipe(write(tmp_path, "bad.yaml", f"stages:\n  - name: a\n    {text}\n"))
+        assert message in str(err.value), str(err.value)
+
+
+def test_stage_config_made_in_code_gets_the_same_typed_sections():
+    from gemfactory.config import LoraConfig, StageConfig
+
+    s = StageConfig(name="s", tune={"llm": "lora"}, lora={"r": 2, "target_modules": {"llm": ["v_proj"]}})
+    assert s.tune.get("llm") == "lora" and "vision" not in s.tune and s.lora == LoraConfig(
+        r=2, target_modules={"llm": ["v_proj"]})
+    with pytest.raises(ConfigError, match=r"stage config: stages\.s\.tune\.llm: 'half' is not one of"):
+        StageConfig(name="s", tune={"llm": "half"})

@@ -287,7 +287,8 @@ def test_random_visual_prompts_are_drawn_per_sample_id(processor, folder):
 
 def test_recipe_random_visual_prompts_reaches_the_training_processor(tiny_data, tmp_path, monkeypatch):
     import gemfactory.train.trainer as trainer
-    from gemfactory.config import ConfigError, recipe_from_dict
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.errors import ConfigError
 
     raw = tiny_recipe(tiny_data, tmp_path)
     raw["data"]["random_visual_prompts"] = 1.5

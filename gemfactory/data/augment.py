@@ -1,5 +1,5 @@
 """ECG augmentation of training samples (the recipe's ``data.augment``; schema in
-:mod:`gemfactory.config_augment`).
+:mod:`gemfactory.config.augment`).
 
 Applied to the encoder input tensor [leads, samples] of a training sample, in this order: time
 shift, crop, gain, baseline wander, noise, lead dropout (last, so the dropped leads are exactly
@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import torch
 
-from ..config_augment import AugmentConfig
+from ..config import AugmentConfig
 
 
 class ECGAugmenter:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import StageConfig, _check_lora, _check_partial
+from ..config import StageConfig
 from ..errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def apply_tuning(model, stage: StageConfig, zero_stage: int | None = None) -> di
     """Set requires_grad per component (injecting LoRA where asked); return each component's tune type.
     A component asked to train that has no parameters (identity connectors) is an error under ZeRO-3,
     which has nothing to shard there, and a warning otherwise."""
-    _check_lora("stage config", stage)  # recipes were checked on load; StageConfig built in code too
-    _check_partial("stage config", stage)
+    for key, problem in stage.problems():  # recipes were checked on load; a StageConfig made in code too
+        raise ConfigError(f"stage config: stages.{stage.name}.{key}: {problem}")
     if lora_layers(model):
         raise ConfigError(f"stages.{stage.name}: the model still holds LoRA layers of an earlier stage; "
                           "merge them first (finish_tuning)")
@@ -137,7 +137,7 @@ def main_layer_stack(module: nn.Module) -> tuple[str, nn.ModuleList] | None:
 def _apply_partial(module: nn.Module, comp: str, stage: StageConfig) -> None:
     spec = stage.partial[comp]
     where = f"stages.{stage.name}.partial.{comp}"
-    n = spec.get("last_n_layers")
+    n = spec.last_n_layers
     if n is not None:
         found = main_layer_stack(module)
         if found is None:
@@ -149,7 +149,7 @@ def _apply_partial(module: nn.Module, comp: str, stage: StageConfig) -> None:
         for block in list(stack)[-n:]:
             block.requires_grad_(True)
     params = dict(module.named_parameters())
-    for i, name in enumerate(spec.get("modules") or []):
+    for i, name in enumerate(spec.modules or []):
         try:
             module.get_submodule(name).requires_grad_(True)
             continue
@@ -186,10 +186,7 @@ def llm_target_modules(llm: nn.Module) -> list[str]:
 def _target_regex(model, comps: list[str], stage: StageConfig) -> str:
     """One regex over GemForCausalLM's module names selecting every LoRA target of the stage."""
     parts = components(model)
-    targets = stage.lora.get("target_modules")
-    if isinstance(targets, list):
-        targets = {"llm": targets}
-    targets = targets or {}
+    targets = stage.lora.target_modules or {}
     for comp in targets:
         if comp not in comps:
             raise ConfigError(f"stages.{stage.name}.lora.target_modules.{comp}: {comp} is not tuned with lora")
@@ -219,8 +216,7 @@ def _target_regex(model, comps: list[str], stage: StageConfig) -> str:
 def _inject_lora(model, comps: list[str], stage: StageConfig) -> None:
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=stage.lora.get("r", 8), lora_alpha=stage.lora.get("alpha", 16),
-                        lora_dropout=stage.lora.get("dropout", 0.05),
+    config = LoraConfig(r=stage.lora.r, lora_alpha=stage.lora.alpha, lora_dropout=stage.lora.dropout,
                         target_modules=_target_regex(model, comps, stage), bias="none")
     try:
         inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-
-def _help(text: str, **kw):
-    return field(metadata={"help": text}, **kw)
+from .fields import help_field as _help
 
 
 @dataclass
