@@ -69,3 +69,20 @@ def test_tiny_twin_keeps_the_output_choice():
 
     twin = shrink(load_recipe(Path(__file__).parent.parent / "recipes" / "gem-phi2.yaml"))
     assert twin.model.ecg.arch["output"] == "pre_ln_post"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_ecg_reading_equals_gems_on_a_500hz_12_lead_record(shared_data, fast):
+    """GEM's own reading lines (fixture written by scripts/make_gem_ecg_reading_fixture.py) on
+    JS00001: wfdb physical values, NaN/inf to 0, first 5000 samples. gemfactory's reader in the
+    GEM recipes' signal spec gives the same array."""
+    import numpy as np
+
+    from gemfactory.data.ecg_io import read_ecg
+    from gemfactory.ecg.spec import SignalSpec
+
+    golden = np.load(Path(__file__).parent / "data" / "gem_ecg_reading_JS00001.npz")
+    assert str(golden["seed"]).startswith("lanxiang1017/GEM@")
+    _, spec = ECG_ENCODERS.get("vit1d").resolve({}, {"fs": 500, "n_samples": 5000})
+    ours = read_ecg(shared_data / "JS00001", spec, fast=fast)
+    assert ours.dtype == golden["ecg"].dtype and np.array_equal(ours, golden["ecg"])
