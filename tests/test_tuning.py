@@ -11,7 +11,8 @@ from gemfactory.config import StageConfig, recipe_from_dict
 from gemfactory.data.dataset import Collator, GemDataset
 from gemfactory.data.processor import Processor
 from gemfactory.errors import ConfigError
-from gemfactory.train.tuning import apply_tuning, finish_tuning, lora_layers
+from gemfactory.model.adapters import finish_tuning, lora_layers
+from gemfactory.train.tuning import apply_tuning
 
 
 @pytest.fixture(scope="module")

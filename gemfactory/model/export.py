@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
+from .adapters import ADAPTER_INFO, load_adapter
 from .checkpoint import resolve_model_dir, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ RECIPE_FILE = "gemfactory_recipe.yaml"
 
 def adapter_merged(folder: Path) -> bool | None:
     """True / False from the adapter's gemfactory marker; None when the folder has no marker."""
-    from ..train.tuning import ADAPTER_INFO
-
     info = folder / ADAPTER_INFO
     if not info.is_file():
         return None
@@ -40,8 +39,6 @@ FORMATS = ("gemfactory", "llava-hf")
 def export_checkpoint(checkpoint, out, merge: bool = False, adapter=None, fmt: str = "gemfactory") -> tuple[Path, str]:
     """Write ``out``; return it and a line saying what happened to the adapter (or the format)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..train.tuning import load_adapter
 
     if fmt not in FORMATS:
         raise ConfigError(f"export: --format {fmt!r} is not one of {', '.join(FORMATS)}")

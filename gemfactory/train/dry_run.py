@@ -24,7 +24,8 @@ from ..registry import TEMPLATES
 from ..model.sources import model_paths, weights_missing
 from .memory import estimate_stage, meta_model
 from .trainer import deepspeed_config, zero_stage
-from .tuning import apply_tuning, check_tuning, finish_tuning, parameter_counts
+from ..model.adapters import finish_tuning
+from .tuning import apply_tuning, check_tuning, parameter_counts
 
 TIMED_STEPS = 3
 CHARS_PER_TOKEN = 4  # a rough mean of BPE tokenizers on English text, for estimates without a tokenizer

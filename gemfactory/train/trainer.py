@@ -32,11 +32,11 @@ from .resume import (
     resume_point,
     stage_done,
 )
+from ..model.adapters import finish_tuning
 from .tuning import (
     apply_tuning,
     check_tuning,
     component_of,
-    finish_tuning,
     parameter_counts,
 )
 
