@@ -275,3 +275,19 @@ def test_dry_run_without_a_tokenizer_estimates_lengths_and_says_so(tiny_data, tm
         chars = sum(len(t["value"]) for t in item["conversations"])
         return -(-chars // 4) + 576 * bool(item.get("image")) + 101 * bool(item.get("ecg"))
     assert f"max {max(guess(i) for i in items)};" in line
+
+
+def test_components_take_repo_ids_too(offline_cache):
+    """The LLM family and the HF towers resolve a repo id themselves when used without the builder."""
+    from gemfactory.registry import LLMS, VISION_TOWERS
+
+    cache, saved = offline_cache
+    family = LLMS.get("vicuna")()
+    assert family.make_config({}, 10, "tiny-org/llm@v0").num_hidden_layers == 1
+    assert "<image>" in family.load_tokenizer("tiny-org/llm").get_vocab()  # the saved tokenizer, placeholders included
+    tower_cls = VISION_TOWERS.get("clip")
+    arch, options = tower_cls.resolve({}, {}, "tiny-org/clip")
+    assert arch["hidden_size"] == saved.vision_tower.model.config.hidden_size
+    tower = tower_cls(arch, options)
+    tower.load_pretrained("tiny-org/clip")
+    assert all(torch.equal(a, b) for a, b in zip(tower.state_dict().values(), saved.vision_tower.state_dict().values()))

@@ -5,9 +5,9 @@ for tests and the tiny recipe, from a small config plus a byte-level BPE trained
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from .. import hub
 from ..errors import ConfigError
 
 
@@ -28,8 +28,7 @@ class LLMFamily:
         from transformers import AutoConfig
 
         if path:
-            _require_dir(path, "model.llm.path")
-            config = AutoConfig.from_pretrained(path)
+            config = AutoConfig.from_pretrained(_require_dir(path, "model.llm.path"))
             for key, value in arch.items():
                 setattr(config, key, value)
         else:
@@ -55,8 +54,7 @@ class LLMFamily:
     def load_tokenizer(self, path: str):
         from transformers import AutoTokenizer
 
-        _require_dir(path, "model.llm.tokenizer")
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(_require_dir(path, "model.llm.tokenizer", "tokenizer"))
         if tok.pad_token is None:
             # families without a pad token (Llama, Phi-2): pad with unk or eos; padding is masked
             tok.pad_token = tok.unk_token or tok.eos_token
@@ -78,7 +76,10 @@ class LLMFamily:
         return f"{self.model_type} architecture, template {self.default_template}"
 
 
-def _require_dir(path: str, key: str) -> None:
+def _require_dir(path: str, key: str, need: str = "config") -> str:
+    """``path`` as a local folder: itself, or a hub repo id's cached snapshot (gemfactory.hub)."""
+    if hub.is_hub_ref(path):
+        return hub.resolve(path, key, need)
     if not Path(path).is_dir():
-        hint = " (set HF_HUB_OFFLINE=1 and point at a local folder)" if not os.path.isabs(path) else ""
-        raise ConfigError(f"{key}: {path!r} is not a local folder{hint}")
+        raise ConfigError(f"{key}: {path!r} is not a local folder, nor a Hugging Face repo id (ORG/NAME[@REVISION])")
+    return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .. import hub
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
 from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, processor_stats
@@ -39,6 +40,7 @@ class CLIPTower(VisionTower):
 
         options = cls.check_options(options)
         if path:
+            path = hub.resolve(path, "model.vision.path", "config") if hub.is_hub_ref(path) else path
             if not Path(path).is_dir():
                 raise ConfigError(f"model.vision.path: {path!r} is not a local folder")
             base = CLIPVisionConfig.from_pretrained(path).to_diff_dict()
@@ -53,6 +55,7 @@ class CLIPTower(VisionTower):
     def load_pretrained(self, path: str) -> None:
         from transformers import CLIPVisionModel
 
+        path = hub.resolve(path, "model.vision.path") if hub.is_hub_ref(path) else path
         loaded = CLIPVisionModel.from_pretrained(path, config=self.model.config)
         self.model.load_state_dict(loaded.state_dict())
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .. import hub
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
 from .base import VisionTower
@@ -64,6 +65,7 @@ class SigLIPTower(VisionTower):
                 f"expected some of {sorted(known)}"
             )
         if path:
+            path = hub.resolve(path, "model.vision.path", "config") if hub.is_hub_ref(path) else path
             if not Path(path).is_dir():
                 raise ConfigError(f"model.vision.path: {path!r} is not a local folder")
             # reads a SiglipVisionConfig, or the vision part of a full SiglipConfig
@@ -80,6 +82,7 @@ class SigLIPTower(VisionTower):
     def load_pretrained(self, path: str) -> None:
         from transformers import SiglipVisionModel
 
+        path = hub.resolve(path, "model.vision.path") if hub.is_hub_ref(path) else path
         loaded = SiglipVisionModel.from_pretrained(path, config=self.model.config)
         self.model.load_state_dict(loaded.state_dict())
 
