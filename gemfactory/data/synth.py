@@ -9,7 +9,7 @@
     out_dir/images/<id>.png        rendered sheets for a random subset of records
     out_dir/train.json, test.json  conversation items; test records never appear in train
 
-Classes: ``bradycardia`` (35-56 bpm), ``normal`` (64-96 bpm), ``tachycardia`` (105-170 bpm),
+Classes: ``bradycardia`` (38-55 bpm), ``normal`` (65-95 bpm), ``tachycardia`` (110-165 bpm),
 balanced in each split. Item kinds: ``ecg`` (``<ecg>`` + heart-rate question), ``ecg_image``
 (``<ecg>`` + ``<image>`` of the same record, heart-rate question), ``image`` (grid colour
 question) and ``text`` (textbook questions, no signal). Every record of the image subset gives
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 CLASSES = ("bradycardia", "normal", "tachycardia")
-CLASS_HR_RANGES = {"bradycardia": (35.0, 56.0), "normal": (64.0, 96.0), "tachycardia": (105.0, 170.0)}
+CLASS_HR_RANGES = {"bradycardia": (38.0, 55.0), "normal": (65.0, 95.0), "tachycardia": (110.0, 165.0)}
 # Rates the records are written at (``synthesize(fs=None)``), with their shares: the encoder's
 # SignalSpec resamples them, as it does real records from 100 Hz (PTB-XL) to 1000 Hz (PTB).
 SAMPLING_RATES = {100: 0.3, 125: 0.1, 250: 0.2, 360: 0.1, 500: 0.2, 1000: 0.1}

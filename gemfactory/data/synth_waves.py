@@ -60,7 +60,7 @@ def _wave_timing(rr: np.ndarray, rng: np.random.Generator):
     pr = rng.uniform(0.13, 0.20) * np.clip(rr / 0.8, 0.6, 1.3) ** 0.2  # PR shortens when fast
     qtc = rng.uniform(0.37, 0.45)
     qt = qtc - 0.154 * (1.0 - np.clip(rr, 0.25, 2.2))  # Framingham
-    t_sigma = rng.uniform(0.035, 0.055) * np.sqrt(np.clip(rr, 0.3, 2.0) / 0.8)
+    t_sigma = rng.uniform(0.035, 0.06) * np.sqrt(np.clip(rr, 0.3, 2.0) / 0.8)
     t_peak = qt - 2.2 * t_sigma
     spread = 3.2 * qrs_sigma
     one = np.ones(n)
@@ -86,13 +86,14 @@ def lead_amplitudes(rng: np.random.Generator) -> np.ndarray:
     """(12, n_waves) amplitudes in mV for one record's heart."""
     qrs_axis = rng.normal(50.0, 30.0)
     amps = np.zeros((12, len(WAVES)))
-    r_mag = rng.uniform(0.6, 1.8)
-    amps[:6, 0] = _frontal(rng.uniform(0.05, 0.25), rng.uniform(0.0, 80.0))  # P
+    r_mag = rng.uniform(0.4, 1.8) * (rng.uniform(0.2, 0.6) if rng.random() < 0.15 else 1.0)  # low voltage
+    amps[:6, 0] = _frontal(rng.uniform(0.05, 0.35), rng.uniform(0.0, 80.0))  # P
     amps[:6, 1] = _frontal(rng.uniform(0.0, 0.2), qrs_axis + rng.uniform(120, 200))  # septal q
     amps[:6, 2] = _frontal(r_mag, qrs_axis)
     amps[:6, 4] = _frontal(rng.uniform(0.1, 0.6), qrs_axis + rng.uniform(150, 210))  # S
-    t_mag = rng.uniform(0.1, 0.5) * (1 if rng.random() > 0.05 else -1)
-    t_axis = qrs_axis + rng.uniform(-45, 45)
+    # T from flat to taller than the QRS in some leads (as in hyperacute T or a low-voltage QRS)
+    t_mag = np.exp(rng.uniform(np.log(0.1), np.log(1.2))) * (1 if rng.random() > 0.05 else -1)
+    t_axis = qrs_axis + rng.uniform(-45, 45) * (2.5 if rng.random() < 0.25 else 1.0)  # wide QRS-T angle
     amps[:6, 5] = _frontal(t_mag, t_axis)
     amps[:6, 6] = _frontal(t_mag * rng.uniform(0.0, 0.4), t_axis)
 
@@ -103,7 +104,7 @@ def lead_amplitudes(rng: np.random.Generator) -> np.ndarray:
     amps[6:, 4] = -rng.uniform(0.6, 1.8) * (1.0 - rise + 0.05)
     amps[6:, 1] = -rng.uniform(0.0, 0.15) * (v >= 4)
     amps[6:, 0] = rng.uniform(0.04, 0.15) * np.where(v == 1, rng.choice([-1.0, 0.5, 1.0]), 1.0)
-    t_prec = rng.uniform(0.15, 0.7) * np.minimum(1.0, 0.3 + 0.3 * v)
+    t_prec = np.exp(rng.uniform(np.log(0.15), np.log(1.1))) * np.minimum(1.0, 0.3 + 0.3 * v)
     t_prec[0] *= rng.choice([-1.0, -0.5, 0.5, 1.0])
     if rng.random() < 0.08:  # T inversion in the anterior leads
         t_prec[: int(rng.integers(2, 4))] *= -1
