@@ -54,6 +54,29 @@ def test_persistent_workers_reseed_at_each_epoch():
     assert by_epoch == [_epoch_draws(1, 0), _epoch_draws(1, 1)]
 
 
+class _Epochs(_Draws):
+    """Reports the epoch its (worker) copy was told, as data.augment's augmenter is told it."""
+
+    epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        return self.epoch, torch.utils.data.get_worker_info().id
+
+
+def test_persistent_workers_pass_each_epoch_on_to_the_dataset():
+    seeds = WorkerSeeds(7, 0)
+    loader = DataLoader(EpochSeededDataset(_Epochs(), seeds), batch_size=None, num_workers=2,
+                        worker_init_fn=seeds, persistent_workers=True)
+    seen = []
+    for epoch in (0, 1, 2):
+        seeds.epoch = epoch
+        seen.append({e for e, _ in loader})
+    assert seen == [{0}, {1}, {2}]
+
+
 def _summary(run) -> dict:
     return json.loads((run / "finetune" / "summary.json").read_text())
 
@@ -115,3 +138,13 @@ def test_ecg_statistics_add_up_over_ranks_and_workers(tiny_data, tmp_path):
     assert loading["samples_seen"] == len(items) and loading["samples_skipped"] == 0
     assert loading["ecg"]["records"] == sum(1 for item in items if item.get("ecg")) > 0
     assert "0 records read" not in proc.stderr
+
+
+def test_the_dataset_passes_the_epoch_to_its_augmenter(tiny_data):
+    from types import SimpleNamespace
+
+    from gemfactory.data.dataset import GemDataset
+
+    processor = SimpleNamespace(augment=SimpleNamespace(epoch=0))
+    GemDataset(tiny_data / "train.json", processor).set_epoch(3)
+    assert processor.augment.epoch == 3

@@ -97,6 +97,12 @@ class GemDataset(Dataset):
             sample[ECG_DELTA] = {k: v - before[k] for k, v in asdict(stats).items() if v != before[k]}
         return sample
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose samples are loaded next (``data.augment`` draws per epoch)."""
+        augment = getattr(self.processor, "augment", None)
+        if augment is not None:
+            augment.epoch = epoch
+
     def texts(self):
         """Every text of the dataset (to train a tiny tokenizer)."""
         for item in self.items:

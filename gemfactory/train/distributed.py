@@ -126,15 +126,19 @@ class WorkerSeeds:
         torch.manual_seed(seed)
         self._seeded_for = epoch
 
-    def refresh(self) -> None:
-        """In a worker: reseed when a new epoch started since it last seeded."""
+    def refresh(self) -> bool:
+        """In a worker: reseed when a new epoch started since it last seeded (True then)."""
         info = torch.utils.data.get_worker_info()
-        if info is not None and self._seeded_for != self.epoch:
-            self(info.id)
+        if info is None or self._seeded_for == self.epoch:
+            return False
+        self(info.id)
+        return True
 
 
 class EpochSeededDataset(torch.utils.data.Dataset):
-    """A map-style dataset whose workers reseed (``WorkerSeeds.refresh``) before each sample."""
+    """A map-style dataset whose workers reseed (``WorkerSeeds.refresh``) before each sample and,
+    in a persistent worker, pass a new epoch on to the dataset's ``set_epoch`` (its worker copy is
+    not the one the trainer's callbacks update)."""
 
     def __init__(self, dataset, seeds: WorkerSeeds):
         self.dataset, self.seeds = dataset, seeds
@@ -143,5 +147,6 @@ class EpochSeededDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i):
-        self.seeds.refresh()
+        if self.seeds.refresh() and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.seeds.epoch)
         return self.dataset[i]
