@@ -325,3 +325,39 @@ def test_browser_uploads_a_record_sees_the_sheet_and_an_answer(app_url, syntheti
     assert shot.stat().st_size > 10_000
     if os.environ.get("GEMFACTORY_WRITE_SCREENSHOT") == "1":
         shutil.copy(shot, REPO / "docs" / "examples" / "app_screenshot.png")
+
+
+def test_browser_draws_a_box_by_two_clicks_on_the_image(app_url, tiny_data, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("GEMFACTORY_REQUIRE_BROWSER") == "1":
+            pytest.fail("GEMFACTORY_REQUIRE_BROWSER=1 but no chromium on PATH: the browser test must run")
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium chromium-driver)")
+    from playwright.sync_api import expect, sync_playwright
+
+    image = min((tiny_data / "images").glob("*.png"))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=chromium,
+                                                        headless=True, args=CHROMIUM_ARGS,
+                                                        viewport={"width": 1400, "height": 1000})
+        try:
+            page = browser.new_page()
+            page.goto(app_url)
+            page.locator("#image-upload input[type=file]").set_input_files([str(image)])
+            page.locator("#prompt-kind label", has_text="bbox").click()
+            shown = page.locator("#prompted img")
+            expect(shown).to_be_visible(timeout=30_000)  # the plain image, waiting for the clicks
+            expect(page.locator("#status")).to_contain_text("two clicks make a box")
+            box = shown.bounding_box()
+            width, height = shown.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            corners = [(0.7, 0.6), (0.2, 0.3)]  # the second corner above and left of the first
+            shown.click(position={"x": box["width"] * corners[0][0], "y": box["height"] * corners[0][1]})
+            expect(page.locator("#status")).to_contain_text("First corner at", timeout=30_000)
+            shown.click(position={"x": box["width"] * corners[1][0], "y": box["height"] * corners[1][1]})
+            fields = [page.locator(f"#prompt-{name} input") for name in ("x1", "y1", "x2", "y2")]
+            expect(fields[3]).not_to_have_value(re.compile(r"^0?$"), timeout=30_000)
+            got = [float(f.input_value()) for f in fields]
+        finally:
+            browser.close()
+    want = [0.2 * width, 0.3 * height, 0.7 * width, 0.6 * height]  # image pixels, corners sorted
+    assert all(abs(g - w) <= 2 for g, w in zip(got, want)), (got, want)

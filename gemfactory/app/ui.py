@@ -51,10 +51,15 @@ def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir:
     def show_prompted_image(image, kind, color, *coords):
         try:
             picture = loaded.processor.open_image(image) if image else None
-            prompts = visual_prompts(kind, color, coords, picture and picture.size)
-            shown = loaded.processor.prompted_image(picture, prompts) if picture else None
         except GemError as exc:
             return None, error(exc), None, []
+        if picture is not None and not drawn(kind, coords):  # the plain image, to click on
+            return picture, "" if kind in (None, "none") else CLICK_HELP, None, []
+        try:
+            prompts = visual_prompts(kind, color, coords, picture and picture.size)
+            shown = loaded.processor.prompted_image(picture, prompts) if picture else None
+        except GemError as exc:  # the plain image stays, to draw the prompt again by clicking
+            return picture, error(exc), None, []
         return shown, "", None, []
 
     def answer(question, history, session, record, image, kind, color, x1, y1, x2, y2,
@@ -99,10 +104,11 @@ def build_app(loaded, examples_dir: Path | None, max_upload_bytes: int, workdir:
                     image = gr.Image(label="Image (optional)", type="filepath", sources=["upload"],
                                      elem_id="image-upload")
                     with gr.Row():
-                        kind = gr.Radio(list(PROMPT_KINDS), value="none", label="Visual prompt on the image")
+                        kind = gr.Radio(list(PROMPT_KINDS), value="none", label="Visual prompt on the image",
+                                        elem_id="prompt-kind")
                         color = gr.Dropdown(list(PALETTE), value="red", label="Colour")
                     with gr.Row():
-                        coords = [gr.Number(label=name, precision=0, minimum=0, min_width=80)
+                        coords = [gr.Number(label=name, precision=0, minimum=0, min_width=80, elem_id=f"prompt-{name}")
                                   for name in ("x1", "y1", "x2", "y2")]
                     prompted = gr.Image(label="What the model sees (click to draw the prompt)", type="pil",
                                         interactive=False, elem_id="prompted")
@@ -157,6 +163,11 @@ def visual_prompts(kind: str, color: str, coords, image_size) -> list[dict]:
     prompt = visual_prompt(kind, [int(v) for v in values], color)
     validate_prompt(prompt, image_size, f"{kind} prompt")
     return [prompt]
+
+
+def drawn(kind, coords) -> bool:
+    """Whether the prompt of ``kind`` has coordinates yet (the browser sends empty fields as 0 or None)."""
+    return kind not in (None, "none") and any(v not in (None, 0) for v in list(coords)[:len(COORD_NAMES[kind])])
 
 
 def draw_by_click(kind, first_click, x1, y1, x2, y2, evt: gr.SelectData):
