@@ -11,7 +11,8 @@ adds up, per device:
   projections' inputs; the attention-score matrix only with eager attention; with gradient
   checkpointing only each layer's input plus one layer recomputed; under bf16 autocast of fp32
   weights also their half-precision copies) and by trainable towers;
-- the logits (compute dtype, their fp32 copy for the loss and its gradient).
+- the logits (compute dtype, their fp32 copy for the loss and its gradient), or with
+  ``training.fused_loss`` one chunk of them plus the gradients the chunked loss keeps.
 
 Every sample is assumed ``max_length`` tokens long with one image and one ECG (the worst case a
 batch can reach). The CUDA context and allocator slack come on top (``CUDA_OVERHEAD``).
@@ -78,9 +79,21 @@ def estimate_stage(model, recipe, stage, devices: int = 1, zero: int | None = No
     for tower in (model.vision_tower, model.ecg_encoder):
         if tower is not None and any(p.requires_grad for p in tower.parameters()):
             activations += _tower_activations(tower, batch, compute)
-    vocab = model.get_input_embeddings().num_embeddings
-    logits = batch * seq * vocab * (compute + 4 + 4)
+    logits = _logits_bytes(model, batch * seq, compute, training.fused_loss)
     return MemoryEstimate(weights, grads, optim, activations, logits)
+
+
+def _logits_bytes(model, tokens: int, compute: int, fused: bool) -> float:
+    """The logits in compute dtype, their fp32 copy for the loss and its gradient; with
+    training.fused_loss one chunk's logits (and softmax) at a time, plus the hidden-state and
+    lm_head gradients the chunked loss keeps until backward."""
+    from ..model.chunked_loss import CHUNK_TOKENS
+
+    vocab = model.get_input_embeddings().num_embeddings
+    if not fused:
+        return tokens * vocab * (compute + 4 + 4)
+    width = model.config.text_config.hidden_size
+    return min(tokens, CHUNK_TOKENS) * vocab * (compute + 4) + tokens * width * compute + vocab * width * 4
 
 
 def _dtype(model) -> torch.dtype:
