@@ -65,7 +65,7 @@ def test_gem_recipes_take_gems_features(recipe):
 
 def test_tiny_twin_keeps_the_output_choice():
     from gemfactory.config import load_recipe
-    from gemfactory.model.tiny import shrink
+    from gemfactory.train.twin import shrink
 
     twin = shrink(load_recipe(Path(__file__).parent.parent / "recipes" / "gem-phi2.yaml"))
     assert twin.model.ecg.arch["output"] == "pre_ln_post"

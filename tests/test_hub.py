@@ -248,7 +248,7 @@ def test_tiny_twins_read_the_shipped_configs(tmp_path, monkeypatch, capsys):
     """With nothing cached, a seed's tiny twin still keeps its real LLM's query:key-value head ratio
     (Llama-3: 32:8 -> 4:1) and its tower's depth checks (CLIP ViT-L: 24 layers)."""
     from gemfactory.config import load_recipe
-    from gemfactory.model.tiny import shrink
+    from gemfactory.train.twin import shrink
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

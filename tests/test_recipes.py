@@ -27,7 +27,7 @@ def global_batch(stage) -> int:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     """One synthetic dataset (24 records) shared by every tiny check of this module."""
-    from gemfactory.model.tiny import synthetic_data
+    from gemfactory.data.synth import synthetic_data
 
     folder = tmp_path_factory.mktemp("tiny-check-data")
     with synthetic_data(folder):
@@ -142,7 +142,7 @@ def test_llava_graph_one_finetune_stage():
 
 # the tiny twin --------------------------------------------------------------------------------------
 def test_shrink_keeps_choices_and_drops_sizes(synth):
-    from gemfactory.model.tiny import shrink
+    from gemfactory.train.twin import shrink
 
     full = recipe("gem-llama3-8b.yaml")
     tiny = shrink(full, synth)
@@ -160,7 +160,7 @@ def test_shrink_keeps_choices_and_drops_sizes(synth):
 
 
 def test_gem_layout_items():
-    from gemfactory.model.tiny import gem_layout_items
+    from gemfactory.data.synth import gem_layout_items
 
     def item(text, **kw):
         return {"id": "x", **kw, "conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": "a"}]}
@@ -242,7 +242,7 @@ def test_recipe_check_builds_the_config_when_paths_exist(local_models, capsys):
 
 
 def test_tiny_check_reads_local_configs(local_models, synth, capsys):
-    from gemfactory.model.tiny import shrink
+    from gemfactory.train.twin import shrink
 
     tiny = shrink(recipe("gem-vicuna7b.yaml", *local_models), synth)
     assert tiny.model.llm.arch["num_key_value_heads"] == 1  # 8:2 heads, as 4:1

@@ -89,7 +89,7 @@ def hub_status(recipe) -> tuple[list[str], list]:
     """Hub repos the recipe names: a line for each one cached, a LocalPath for each one not."""
     from ..hub import cached_snapshot, has_config, has_tokenizer, parse_ref
     from ..model.sources import hub_refs, weights_missing
-    from ..model.tiny import LocalPath
+    from ..train.local_paths import LocalPath
 
     cached, absent, no_weights = [], [], set(weights_missing(recipe.model))
     for key, value in hub_refs(recipe.model).items():
@@ -107,11 +107,12 @@ def hub_status(recipe) -> tuple[list[str], list]:
 
 def cmd_recipe_check(args) -> int:
     from ..config import load_recipe
-    from ..model.tiny import missing_local_paths
+    from ..train.local_paths import missing_local_paths
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.tiny:
-        from ..model.tiny import synthetic_data, tiny_check
+        from ..data.synth import synthetic_data
+        from ..train.tiny_check import tiny_check
 
         with synthetic_data(args.data) as data_dir:
             lines = tiny_check(recipe, data_dir)

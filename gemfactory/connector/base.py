@@ -33,6 +33,11 @@ class Connector(nn.Module):
                               f"(options it takes: {expected})")
         return options
 
+    @classmethod
+    def tiny_options(cls, options: dict) -> dict:
+        """The options of this connector's test-size twin (the LLM and encoders shrink around it)."""
+        return dict(options)
+
     def output_tokens(self, n_in: int) -> int:
         """Tokens per input handed to the LLM when the encoder gives ``n_in``."""
         return n_in

@@ -62,6 +62,13 @@ class Resampler(Connector):
         self.layers = nn.ModuleList(_CrossAttentionLayer(out_dim, heads, mlp_ratio) for _ in range(depth))
         self.norm_out = nn.LayerNorm(out_dim)
 
+    @classmethod
+    def tiny_options(cls, options: dict) -> dict:
+        options = dict(options)
+        options["num_queries"] = min(int(options.get("num_queries", 64)), 8)
+        options.pop("heads", None)  # must divide the LLM width, which shrinks
+        return options
+
     def output_tokens(self, n_in: int) -> int:
         """Tokens per input handed to the LLM, whatever the encoder's count ``n_in``."""
         return self.num_queries

@@ -18,17 +18,20 @@ make up about a tenth of each split. With ``image_fraction=0.3`` that is ~49 / 2
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..ecg.spec import STANDARD_LEADS
 from ..errors import DataError
-from ..fileio import atomic_open
+from ..fileio import atomic_open, write_text_atomic
 from .synth_noise import add_artefacts
 from .synth_waves import as_rng, check_rate, clean_ecg
 
@@ -321,3 +324,49 @@ def synthesize(
         },
         "elapsed_s": round(time.perf_counter() - t_start, 3),
     }
+
+
+# the synthetic data of tiny twins (gemfactory recipe check --tiny) ---------------------------------
+TWIN_RECORDS = 24  # records in the synthetic data of a tiny check
+
+
+def gem_layout_items(items: list[dict]) -> list[dict]:
+    """Samples in GEM's form: a sample with an ECG has one ``<image>`` placeholder standing for
+    the ECG tokens (then the image tokens, when it has an image) instead of ``<ecg>``."""
+    out = []
+    for item in items:
+        item = json.loads(json.dumps(item))
+        if item.get("ecg"):
+            for turn in item.get("conversations", []):
+                if turn.get("from") in ("human", "user") and isinstance(turn.get("value"), str):
+                    text = turn["value"].replace("<ecg>\n", "").replace("<ecg>", "")
+                    if "<image>" not in text:
+                        text = "<image>\n" + text
+                    turn["value"] = text
+                    break
+        out.append(item)
+    return out
+
+
+def gem_layout_file(data_dir: Path) -> Path:
+    """``train_gem_layout.json`` beside ``train.json``: its items in GEM's form (remade when older)."""
+    target = data_dir / "train_gem_layout.json"
+    source = data_dir / "train.json"
+    if source.is_file() and (not target.is_file() or target.stat().st_mtime < source.stat().st_mtime):
+        write_text_atomic(target, json.dumps(gem_layout_items(json.loads(source.read_text())), indent=1))
+    return target
+
+
+@contextlib.contextmanager
+def synthetic_data(folder: str | Path | None = None, n_train: int = TWIN_RECORDS) -> Iterator[Path]:
+    """A synthetic dataset folder: ``folder`` (made there unless it has a train.json), else a
+    temporary one removed afterwards."""
+    if folder is not None:
+        folder = Path(folder)
+        if not (folder / "train.json").is_file():
+            synthesize(folder, n_train=n_train, n_test=0, seed=0)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="gemfactory-tiny-") as tmp:
+        synthesize(tmp, n_train=n_train, n_test=0, seed=0)
+        yield Path(tmp)

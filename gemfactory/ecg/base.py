@@ -18,6 +18,8 @@ class ECGEncoder(nn.Module):
     default_arch: dict = {}
     tiny_arch: dict = {}
     default_signal: dict = {}
+    tiny_keeps: tuple[str, ...] = ()  # arch keys that are choices, not sizes: the tiny twin keeps them
+    FULL_SAMPLES = 5000  # the full-size 10 s x 500 Hz spec, which the twin replaces by its own
 
     def __init__(self, arch: dict, signal_spec: SignalSpec):
         super().__init__()
@@ -47,6 +49,28 @@ class ECGEncoder(nn.Module):
                 f"expected some of {sorted(cls.default_arch)}"
             )
         return arch, base
+
+    @classmethod
+    def tiny_entry(cls, entry: dict) -> dict:
+        """The ``model.ecg`` entry of the tiny twin: ``tiny: true`` plus the recipe's choices
+        (``tiny_keeps``), the signal spec kept unless it is the full-size default."""
+        full_arch, spec = cls.resolve(entry["arch"], entry["signal"])  # validates the recipe's keys
+        signal = dict(entry["signal"])
+        if spec.n_samples == cls.FULL_SAMPLES:
+            signal.update(cls.tiny_arch.get("_signal", {}))
+        n_samples = signal.get("n_samples", spec.n_samples)
+        arch = {"tiny": True}
+        for key in cls.tiny_keeps:
+            if key not in entry["arch"]:
+                continue
+            if key == "patch_size" and n_samples % int(full_arch[key]):
+                continue  # does not divide the twin's signal: the twin's own patch size
+            arch[key] = full_arch[key]
+        return {**entry, "path": None, "arch": arch, "signal": signal}
+
+    @classmethod
+    def tiny_match_width(cls, arch: dict, width: int) -> None:
+        """Give the twin ``width``-wide tokens when an identity connector needs them (if it can)."""
 
     def load_pretrained(self, path: str) -> None:
         from ..weights import load_state_file

@@ -60,6 +60,7 @@ class ResNet1D(ECGEncoder):
     tiny_arch = dict(widths=[16, 16, 32, 32], blocks=[1, 1, 1, 1],
                      _signal=dict(fs=100.0, n_samples=1000))
     default_signal = dict(fs=500.0, n_samples=5000, normalisation="none")
+    tiny_keeps = ("norm", "stem_pool")
 
     def __init__(self, arch: dict, signal_spec):
         super().__init__(arch, signal_spec)

@@ -11,6 +11,7 @@ GEM feeds its LLM: ECG-CoCa's ``output_last_transformer_layer=True``).
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -48,6 +49,11 @@ class ViT1D(ECGEncoder):
     tiny_arch = dict(width=64, layers=2, heads=4, patch_size=50,
                      _signal=dict(fs=100.0, n_samples=1000))
     default_signal = dict(fs=500.0, n_samples=5000, normalisation="none")
+    tiny_keeps = ("output_tokens", "output", "patch_size")
+
+    @classmethod
+    def tiny_match_width(cls, arch: dict, width: int) -> None:
+        arch["width"], arch["heads"] = width, math.gcd(width, 4)
 
     def __init__(self, arch: dict, signal_spec):
         super().__init__(arch, signal_spec)

@@ -11,6 +11,20 @@ from .. import hub
 from ..errors import ConfigError
 
 
+# LLM config keys that only set the size; anything else in a recipe's llm.arch is kept by the twin
+SIZE_KEYS = frozenset({
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "max_position_embeddings", "vocab_size", "n_embd", "n_layer",
+    "n_head", "n_positions", "n_inner", "sliding_window", "max_window_layers",
+    "bos_token_id", "eos_token_id", "pad_token_id",
+})
+# settings the twin takes from the real LLM config (when one is at hand): they define the architecture
+KEEP_FROM_REAL = (
+    "hidden_act", "rope_parameters", "partial_rotary_factor", "attention_bias", "mlp_bias",
+    "use_qkv_bias", "qk_layernorm", "rms_norm_eps", "layer_norm_eps", "use_sliding_window",
+)
+
+
 class LLMFamily:
     name = "base"
     model_type = ""  # transformers model_type (AutoConfig.for_model)
@@ -44,6 +58,24 @@ class LLMFamily:
             )
         config.vocab_size = max(int(getattr(config, "vocab_size", 0) or 0), vocab_size)
         return config
+
+    def tiny_arch_for(self, arch: dict, real_config: dict | None) -> dict:
+        """The tiny twin's ``arch``: the recipe's non-size keys, plus the settings and key/value-head
+        ratio of the real config (``real_config``: its dict, when one is at hand) over ``tiny_arch``."""
+        arch = {k: v for k, v in arch.items() if k not in SIZE_KEYS}
+        if real_config is None:
+            return arch
+        for key in KEEP_FROM_REAL:
+            if real_config.get(key) is not None:
+                arch.setdefault(key, real_config[key])
+        heads = int(self.tiny_arch.get("num_attention_heads", 4))
+        real_heads, real_kv = real_config.get("num_attention_heads"), real_config.get("num_key_value_heads")
+        if real_heads and real_kv and "num_key_value_heads" in self.tiny_arch:
+            kv = max(1, heads * int(real_kv) // int(real_heads))  # keep the query/key-value ratio
+            while heads % kv:
+                kv -= 1
+            arch.setdefault("num_key_value_heads", kv)
+        return arch
 
     # tokenizers ---------------------------------------------------------------------------
     def special_tokens(self) -> dict[str, str]:

@@ -29,7 +29,6 @@ class VisionTower(nn.Module):
     default_options: dict = {}
     common_options = {"anyres_grid": None}  # LLaVA-NeXT tiling, see anyres.py
 
-
     def __init__(self, arch: dict, options: dict):
         super().__init__()
         self.arch = dict(arch)
@@ -42,6 +41,12 @@ class VisionTower(nn.Module):
     def resolve(cls, arch: dict, options: dict, path: str | None) -> tuple[dict, dict]:
         """Complete architecture and options for a recipe entry (reads ``path`` when given)."""
         raise NotImplementedError
+
+    @classmethod
+    def tiny_arch_for(cls, arch: dict, options: dict, real_folder: str | None) -> dict:
+        """``arch`` of this tower's test-size twin for a recipe's ``arch``/``options``; ``real_folder``
+        holds the real tower's config when one is at hand. Default: the class's ``tiny_arch``."""
+        return dict(cls.tiny_arch)
 
     @classmethod
     def check_options(cls, options: dict) -> dict:

@@ -13,6 +13,7 @@ from .. import hub
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
 from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, processor_stats
+from .depth import hf_tiny_arch
 
 
 @VISION_TOWERS.register("clip")
@@ -21,6 +22,12 @@ class CLIPTower(VisionTower):
                      num_attention_heads=4, image_size=64, patch_size=16)
     default_options = dict(select_layer=-2, select_feature="patch", layers=None,
                            image_aspect="pad", image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+    @classmethod
+    def tiny_arch_for(cls, arch: dict, options: dict, real_folder: str | None) -> dict:
+        from transformers import CLIPVisionConfig
+
+        return hf_tiny_arch(cls, arch, options, real_folder, CLIPVisionConfig)
 
     def __init__(self, arch: dict, options: dict):
         super().__init__(arch, options)

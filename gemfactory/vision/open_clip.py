@@ -21,8 +21,8 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..registry import VISION_TOWERS
-from .base import CLIP_MEAN, CLIP_STD, VisionTower
-from .base import check_layers
+from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers
+from .depth import needed_depth, tiny_depth
 
 _TOP_KEYS = ("model_name", "embed_dim", "quick_gelu")
 
@@ -35,6 +35,17 @@ class OpenCLIPTower(VisionTower):
                      patch_size=16, image_size=32)
     default_options = dict(select_layer=-2, select_feature="patch", layers=None, image_aspect="pad",
                            image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+    TINY_SIZE_KEYS = frozenset({"width", "layers", "head_width", "patch_size", "image_size", "embed_dim",
+                                "mlp_ratio"})
+
+    @classmethod
+    def tiny_arch_for(cls, arch: dict, options: dict, real_folder: str | None) -> dict:
+        key, layers, need = needed_depth(options, cls.default_options.get("select_layer"))
+        full, _ = cls.resolve(arch, options, None)  # the named config says the real depth
+        kept = {k: v for k, v in arch.items() if k not in cls.TINY_SIZE_KEYS}
+        depth = tiny_depth(cls.tiny_arch["layers"], need, int(full.get("layers", 12)), key, layers)
+        return {**cls.tiny_arch, **kept, "model_name": full["model_name"], "layers": depth}
 
     def __init__(self, arch: dict, options: dict):
         super().__init__(arch, options)

@@ -15,8 +15,8 @@ import torch
 from .. import hub
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
-from .base import VisionTower
-from .base import check_layers, processor_stats
+from .base import VisionTower, check_layers, processor_stats
+from .depth import hf_tiny_arch
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -31,6 +31,12 @@ class SigLIPTower(VisionTower):
                      num_attention_heads=4, image_size=32, patch_size=16)
     default_options = dict(select_layer=-2, select_feature="patch", layers=None, image_aspect="pad",
                            image_mean=list(SIGLIP_MEAN), image_std=list(SIGLIP_STD))
+
+    @classmethod
+    def tiny_arch_for(cls, arch: dict, options: dict, real_folder: str | None) -> dict:
+        from transformers import SiglipVisionConfig
+
+        return hf_tiny_arch(cls, arch, options, real_folder, SiglipVisionConfig)
 
     def __init__(self, arch: dict, options: dict):
         super().__init__(arch, options)

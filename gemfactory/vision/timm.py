@@ -16,6 +16,7 @@ size come from timm's data config of the name, unless the options set them.
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 
 import torch
@@ -23,6 +24,30 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..registry import VISION_TOWERS
 from .base import VisionTower
+from .depth import needed_depth, tiny_depth
+
+log = logging.getLogger(__name__)
+# timm config keys that only set the size, the modules whose models take ViT keyword arguments, and
+# the tiny twin's settings per kind of model
+TINY_SIZE_KEYS = frozenset({"img_size", "patch_size", "embed_dim", "depth", "num_heads", "depths", "dims",
+                            "layers", "mlp_ratio", "pretrained_cfg_overlay"})
+TINY_VIT_MODULES = ("vision_transformer", "vision_transformer_hybrid", "deit", "eva", "beit")
+TINY_SETTINGS = {
+    "vit": dict(img_size=32, patch_size=16, embed_dim=32, num_heads=2),
+    "convnext": dict(depths=[1, 1, 1, 1], dims=[16, 32, 48, 64]),
+    "resnet": dict(layers=[1, 1, 1, 1]),
+}
+
+
+def _block_count(name: str) -> int | None:
+    """The real block count of timm model ``name``, from a weightless build (None when it fails)."""
+    import timm
+
+    try:
+        with torch.device("meta"):
+            return len(timm.create_model(name, pretrained=False, num_classes=0).feature_info)
+    except Exception:  # noqa: BLE001 -- the tower itself reports bad names and kwargs
+        return None
 
 
 @VISION_TOWERS.register("timm")
@@ -32,6 +57,28 @@ class TimmTower(VisionTower):
     tiny_arch = dict(model_name="vit_tiny_patch16_224", img_size=32, embed_dim=32, depth=2, num_heads=2)
     default_options = dict(select_layer=None, select_feature="patch", image_size=None, image_aspect="pad",
                            image_mean=None, image_std=None)
+
+    @classmethod
+    def tiny_arch_for(cls, arch: dict, options: dict, real_folder: str | None) -> dict:
+        import timm
+
+        name = arch.get("model_name")
+        if not name:
+            raise ConfigError("model.vision.arch.model_name: required for the timm tower")
+        kept = {k: v for k, v in arch.items() if k not in TINY_SIZE_KEYS}
+        base = str(name).split(".")[0]
+        if timm.models.is_model_in_modules(base, list(TINY_VIT_MODULES)):
+            key, layers, need = needed_depth(options, None)
+            real = arch.get("depth")
+            if real is None and need:
+                real = _block_count(name)
+            return {**kept, **TINY_SETTINGS["vit"], "depth": tiny_depth(2, need, real, key, layers)}
+        for kind in ("convnext", "resnet"):
+            if timm.models.is_model_in_modules(base, [kind]):
+                return {**kept, **TINY_SETTINGS[kind]}
+        log.warning("timm model %r: no tiny settings for its kind; the tiny check stands in with %r",
+                    name, cls.tiny_arch["model_name"])
+        return dict(cls.tiny_arch)
 
     def __init__(self, arch: dict, options: dict):
         super().__init__(arch, options)
