@@ -33,7 +33,8 @@ def build_untrained(recipe_path: Path, data: Path, work: Path) -> Path:
     import torch
 
     from gemfactory.config import load_recipe
-    from gemfactory.model.builder import build_model, build_tokenizer, tokenizer_texts
+    from gemfactory.model.builder import build_model, build_tokenizer
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts
     from gemfactory.model.checkpoint import save_checkpoint
     from gemfactory.registry import TEMPLATES
 

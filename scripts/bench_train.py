@@ -81,7 +81,8 @@ def build(data: Path, train: Path, max_length: int, model_cfg: dict = MODEL):
     from gemfactory.config import recipe_from_dict
     from gemfactory.data.dataset import GemDataset
     from gemfactory.data.processor import Processor
-    from gemfactory.model.builder import build_model, build_tokenizer, tokenizer_texts
+    from gemfactory.model.builder import build_model, build_tokenizer
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts
     from gemfactory.registry import TEMPLATES
 
     torch.manual_seed(0)

@@ -55,7 +55,7 @@ def tiny_built(tiny_data):
     from gemfactory.config import recipe_from_dict
     from gemfactory.model.builder import build_model, build_tokenizer
     from gemfactory.registry import TEMPLATES
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
 
     import torch
 

@@ -53,7 +53,7 @@ def test_anyres_model_trains_and_round_trips(tiny_data, tmp_path):
     from gemfactory.model.builder import build_model, build_tokenizer
     from gemfactory.model.checkpoint import save_checkpoint
     from gemfactory.registry import TEMPLATES
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
     from transformers import AutoModelForCausalLM
 
     raw = tiny_recipe(tiny_data, tmp_path / "run")

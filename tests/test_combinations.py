@@ -64,7 +64,7 @@ def test_combination_trains_one_step(combo, tiny_data, tmp_path):
     from gemfactory.data.processor import Processor
     from gemfactory.model.builder import build_model, build_tokenizer
     from gemfactory.registry import TEMPLATES
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
 
     llm, tower, ecg, image_conn, ecg_conn = combo
     raw = tiny_recipe(tiny_data, tmp_path / "run")

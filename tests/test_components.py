@@ -251,7 +251,7 @@ def tokenizer(tiny_data):
     from gemfactory.config import recipe_from_dict
     from gemfactory.model.builder import build_tokenizer
     from gemfactory.registry import TEMPLATES
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
 
     recipe = recipe_from_dict(tiny_recipe(tiny_data, tiny_data / "runs-components"))
     return build_tokenizer(recipe.model, _tokenizer_texts(recipe, TEMPLATES.get("vicuna_v1")()))

@@ -20,7 +20,8 @@ SIGLIP = {"name": "siglip", "arch": {"hidden_size": 32, "intermediate_size": 64,
 
 def checkpoint(tiny_data, folder, llm=None, vision=None, vision_options=None, ecg=False):
     from gemfactory.config import recipe_from_dict
-    from gemfactory.model.builder import build_model, build_tokenizer, recipe_template, tokenizer_texts
+    from gemfactory.model.builder import build_model, build_tokenizer, recipe_template
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts
     from gemfactory.model.checkpoint import save_checkpoint
 
     raw = tiny_recipe(tiny_data, folder / "run")

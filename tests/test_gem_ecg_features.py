@@ -79,7 +79,6 @@ def test_ecg_reading_equals_gems_on_a_500hz_12_lead_record(shared_data, fast):
     import numpy as np
 
     from gemfactory.data.ecg_io import read_ecg
-    from gemfactory.ecg.spec import SignalSpec
 
     golden = np.load(Path(__file__).parent / "data" / "gem_ecg_reading_JS00001.npz")
     assert str(golden["seed"]).startswith("lanxiang1017/GEM@")

@@ -49,7 +49,8 @@ def hub_cache(tmp_path_factory, tiny_data):
     """A cache holding the tiny test model's parts as three repos: tiny-org/llm (main: 2 layers;
     tag v0: 1 layer), tiny-org/clip, and tiny-org/encoders with a single ECG weight file."""
     from gemfactory.config import recipe_from_dict
-    from gemfactory.model.builder import build_model, tokenizer_for_recipe
+    from gemfactory.model.builder import build_model
+    from gemfactory.data.recipe_tokenizer import tokenizer_for_recipe
 
     torch.manual_seed(0)
     recipe = recipe_from_dict(tiny_recipe(tiny_data, tiny_data / "runs"))
@@ -97,7 +98,8 @@ def write(tmp_path, raw) -> str:
 
 def test_repo_ids_build_the_cached_weights_and_train(offline_cache, tiny_data, tmp_path):
     from gemfactory.config import recipe_from_dict
-    from gemfactory.model.builder import build_model, tokenizer_for_recipe
+    from gemfactory.model.builder import build_model
+    from gemfactory.data.recipe_tokenizer import tokenizer_for_recipe
 
     _, saved = offline_cache
     recipe = recipe_from_dict(hub_recipe(tiny_data, tmp_path))
@@ -112,7 +114,8 @@ def test_repo_ids_build_the_cached_weights_and_train(offline_cache, tiny_data, t
 
 def test_revision_picks_its_snapshot(offline_cache, tiny_data, tmp_path):
     from gemfactory.config import recipe_from_dict
-    from gemfactory.model.builder import build_config, tokenizer_for_recipe
+    from gemfactory.model.builder import build_config
+    from gemfactory.data.recipe_tokenizer import tokenizer_for_recipe
 
     cache, _ = offline_cache
     storage = cache / "models--tiny-org--llm" / "snapshots"

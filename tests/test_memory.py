@@ -9,7 +9,8 @@ import torch
 
 from gemfactory.cli import main
 from gemfactory.config import recipe_from_dict
-from gemfactory.model.builder import build_model, recipe_template, tokenizer_for_recipe
+from gemfactory.model.builder import build_model, recipe_template
+from gemfactory.data.recipe_tokenizer import tokenizer_for_recipe
 from gemfactory.train.memory import estimate_stage, meta_model
 from gemfactory.train.tuning import apply_tuning
 

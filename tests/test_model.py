@@ -122,7 +122,7 @@ def test_phi_family_builds_and_trains_a_step(tiny_data):
     from gemfactory.config import recipe_from_dict
     from gemfactory.model.builder import build_model, build_tokenizer
     from gemfactory.registry import TEMPLATES
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
 
     raw = tiny_recipe(tiny_data, tiny_data / "runs-phi")
     raw["model"]["llm"] = {"name": "phi", "tokenizer_vocab_size": 400,
@@ -151,7 +151,7 @@ def test_gem_ecg_connector_feeds_the_shared_image_projector(tiny_data, tmp_path)
     from gemfactory.errors import ConfigError
     from gemfactory.model.builder import build_model, build_tokenizer
     from gemfactory.registry import TEMPLATES
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
 
     raw = tiny_recipe(tiny_data, tmp_path / "run")
     raw["model"]["connectors"] = {"image": {"name": "mlp2x_gelu"}, "ecg": {"name": "linear", "via": "image"}}
@@ -182,7 +182,8 @@ def test_llm_and_clip_weights_load_from_local_hf_folders(tiny_built, tmp_path):
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
     from gemfactory.config import recipe_from_dict
-    from gemfactory.model.builder import build_model, tokenizer_for_recipe
+    from gemfactory.model.builder import build_model
+    from gemfactory.data.recipe_tokenizer import tokenizer_for_recipe
 
     recipe, tok, _, _ = tiny_built
     torch.manual_seed(1)

@@ -173,7 +173,7 @@ def test_family_builds_trains_a_step_and_writes_bos_as_declared(family_name, tin
     from gemfactory.data.dataset import Collator, GemDataset
     from gemfactory.data.processor import Processor
     from gemfactory.model.builder import build_model, build_tokenizer
-    from gemfactory.model.builder import tokenizer_texts as _tokenizer_texts
+    from gemfactory.data.recipe_tokenizer import tokenizer_texts as _tokenizer_texts
 
     family = LLMS.get(family_name)()
     raw = tiny_recipe(tiny_data, tiny_data / f"runs-{family_name}")

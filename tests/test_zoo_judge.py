@@ -8,7 +8,7 @@ import pytest
 from gemfactory.cli import main
 from gemfactory.errors import GemError
 from gemfactory.eval.judge import JUDGE_PROMPT, OfflineJudge, OpenAIJudge, get_judge
-from gemfactory.eval.zoo import load_records, plot, table
+from gemfactory.eval.zoo import load_records, table
 
 
 def record(ecg, task, **metrics):

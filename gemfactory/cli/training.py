@@ -132,7 +132,8 @@ def cmd_recipe_check(args) -> int:
     for line in cached:
         print(line)
     if not any(m.key in needs for m in missing):  # planning reads configs of uncached repos from the shipped ones
-        from ..model.builder import build_config, tokenizer_for_recipe
+        from ..model.builder import build_config
+        from ..data.recipe_tokenizer import tokenizer_for_recipe
 
         tokenizer = tokenizer_for_recipe(recipe, planning=True)
         config = build_config(recipe.model, tokenizer, planning=True, origin=recipe.source)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..config import load_recipe
 from ..errors import DataError
-from ..model.builder import recipe_template, tokenizer_for_recipe
+from ..model.builder import recipe_template
+from .recipe_tokenizer import tokenizer_for_recipe
 from ..template.base import normalize_conversation
 from ..template.check import check_sample
 from .dataset import load_items

@@ -1,7 +1,6 @@
 """Recipe -> GemForCausalLM + tokenizer, through the registries."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from typing import Iterable
 
@@ -14,7 +13,7 @@ from ..registry import CONNECTORS, ECG_ENCODERS, LLMS, TEMPLATES, VISION_TOWERS
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN
 from .configuration import GemConfig
 from .modeling import GemForCausalLM
-from .sources import VocabOnlyTokenizer, local_model_config, planning_model_config, planning_tokenizer
+from .sources import local_model_config, planning_model_config
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -23,42 +22,6 @@ def recipe_template(recipe):
     """The recipe's chat template (or its LLM family's default), instantiated."""
     name = recipe.model.template or LLMS.get(recipe.model.llm.name).default_template
     return TEMPLATES.get(name)()
-
-
-def tokenizer_texts(recipe, template) -> list[str]:
-    """Texts a tiny tokenizer is trained on: the first stage's data plus the template's words."""
-    from ..data.dataset import load_items
-
-    train = recipe.stages[0].train or recipe.data.train
-    if not train:
-        raise ConfigError(f"{recipe.source}: data.train: no training data given")
-    texts = []
-    for item in load_items(train):
-        for turn in item.get("conversations", item.get("conversation", [])):
-            if isinstance(turn, dict) and isinstance(turn.get("value"), str):
-                texts.append(turn["value"])
-        context = item.get("context")
-        if isinstance(context, dict):  # LLaVA-Graph caption / OCR lines are prompt text too
-            texts.extend(f"{k.capitalize()}: {v}" for k, v in context.items() if isinstance(v, str))
-    texts.append(getattr(template, "system", ""))
-    texts.append("USER: ASSISTANT: <|user|> <|assistant|> system user assistant model")
-    return texts
-
-
-def tokenizer_for_recipe(recipe, template=None, planning: bool = False):
-    """The tokenizer the recipe names (a folder or hub repo), else a tiny BPE trained on its data.
-
-    ``planning``: a tokenizer that is not cached becomes a ``VocabOnlyTokenizer`` (a warning says so)."""
-    template = template or recipe_template(recipe)
-    cfg = recipe.model
-    if planning:
-        found = planning_tokenizer(cfg, recipe.source)
-        if isinstance(found, VocabOnlyTokenizer):
-            return found
-        if found is not None:
-            cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, tokenizer=found))
-    local = cfg.llm.tokenizer or cfg.llm.path
-    return build_tokenizer(cfg, None if local else tokenizer_texts(recipe, template), recipe.source)
 
 
 def build_tokenizer(cfg: ModelConfig, texts: Iterable[str] | None = None, origin: str | None = None):

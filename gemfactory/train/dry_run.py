@@ -19,7 +19,8 @@ from ..data.dataset import Collator, GemDataset
 from ..data.processor import Processor
 from ..errors import DataError
 from ..hub import is_hub_ref
-from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
+from ..model.builder import build_model, recipe_template
+from ..data.recipe_tokenizer import tokenizer_for_recipe
 from ..registry import TEMPLATES
 from ..model.sources import model_paths, weights_missing
 from .memory import estimate_stage, meta_model

@@ -140,7 +140,8 @@ def meta_model(recipe, tokenizer):
 
 def memory_report(recipe, gpu_gib: float | None, devices: int = 1, out=print) -> bool:
     """Print each stage's estimate (and verdict); False when a stage does not fit."""
-    from ..model.builder import recipe_template, tokenizer_for_recipe
+    from ..model.builder import recipe_template
+    from ..data.recipe_tokenizer import tokenizer_for_recipe
     from .trainer import deepspeed_config, zero_stage
     from .tuning import apply_tuning, parameter_counts
 

@@ -11,7 +11,8 @@ from ..config import Recipe
 from ..data.dataset import Collator, load_items
 from ..data.processor import Processor
 from ..errors import ConfigError, DataError
-from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
+from ..model.builder import build_model, recipe_template
+from ..data.recipe_tokenizer import tokenizer_for_recipe
 from ..registry import TEMPLATES
 from ..vision.depth import layer_indices
 from .trainer import deepspeed_config

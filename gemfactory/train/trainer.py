@@ -17,7 +17,8 @@ from ..data.packing import REAL_TOKENS, PackingCollator
 from ..data.processor import Processor
 from ..data.sampler import GroupedSampler, item_lengths, item_modality
 from ..errors import ConfigError
-from ..model.builder import build_model, recipe_template, tokenizer_for_recipe
+from ..model.builder import build_model, recipe_template
+from ..data.recipe_tokenizer import tokenizer_for_recipe
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..model.feature_cache import attach_feature_caches, detach_feature_caches
 from ..registry import TEMPLATES
