@@ -1,4 +1,4 @@
-"""Rendering throughput of gemfactory.data.render: clinical 12-lead sheets per second on one core.
+"""Rendering throughput of gemfactory.ecg.render: clinical 12-lead sheets per second on one core.
 
 Prints images/s for each DPI (render only, and render + PNG encode) and the ratio to a naive
 matplotlib baseline that draws the same sheet with one `plot` call per grid line and per lead,
@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from gemfactory.data.render import STANDARD_LEADS, page_size_px, render_ecg  # noqa: E402
+from gemfactory.ecg.render import STANDARD_LEADS, page_size_px, render_ecg  # noqa: E402
 from gemfactory.data.synth import simulate_ecg  # noqa: E402
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from gemfactory.data.context import apply_context  # noqa: E402
 from gemfactory.data.ecg_io import read_ecg  # noqa: E402
-from gemfactory.data.render import PAGE_MM, page_size_px, save_ecg_image  # noqa: E402
+from gemfactory.ecg.render import PAGE_MM, page_size_px, save_ecg_image  # noqa: E402
 from gemfactory.ecg.spec import SignalSpec  # noqa: E402
 from gemfactory.errors import GemError  # noqa: E402
 

@@ -9,7 +9,7 @@ import wfdb
 from PIL import Image
 
 from gemfactory.data.ecg_io import canonical_lead, inspect_record, read_ecg
-from gemfactory.data.render import page_size_px, render_ecg, save_ecg_image
+from gemfactory.ecg.render import page_size_px, render_ecg, save_ecg_image
 from gemfactory.ecg.spec import STANDARD_LEADS, SignalSpec
 
 SPEC12 = SignalSpec(fs=500, leads=STANDARD_LEADS, n_samples=5000)  # the encoders' default spec

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gemfactory.data.render import PAGE_MM, page_size_px, render_ecg, save_ecg_image
+from gemfactory.ecg.render import PAGE_MM, page_size_px, render_ecg, save_ecg_image
 from gemfactory.data.synth import simulate_ecg
 from gemfactory.ecg.spec import STANDARD_LEADS
 from gemfactory.errors import ECGError

@@ -13,7 +13,7 @@ import gradio as gr
 import torch
 
 from ..data.context import context_from_flags
-from ..data.render import render_ecg
+from ..ecg.render import render_ecg
 from ..data.visual_prompt import PALETTE, validate_prompt
 from ..errors import GemError
 from ..infer.chat import ChatSession, visual_prompt

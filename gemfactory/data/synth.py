@@ -164,7 +164,7 @@ def _start_method() -> str:
 
 def _render_job(job) -> None:
     """Regenerate one record's signal (cheaper than shipping it) and save its sheet."""
-    from .render import save_ecg_image
+    from ..ecg.render import save_ecg_image
 
     path, hr, fs, seed, index, grid, dpi = job
     save_ecg_image(path, _record_signal(hr, fs, seed, index), fs, dpi=dpi, grid_color=grid, seed=index)

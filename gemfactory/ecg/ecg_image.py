@@ -1,7 +1,7 @@
 """``ecg_image``: read an ECG as a picture, with any registered vision tower.
 
 Each record of the batch is drawn as a standard 12-lead sheet (3 x 4 panels plus a lead II
-rhythm strip, :func:`gemfactory.data.render.render_ecg`), preprocessed by the tower's own image
+rhythm strip, :func:`gemfactory.ecg.render.render_ecg`), preprocessed by the tower's own image
 processor and passed through the tower; the tower's patch tokens are the ECG tokens. This gives
 image-pretrained towers (CLIP, SigLIP, open_clip, timm) a way to read raw signals, and lets a
 model trained on printed ECGs take WFDB records.
@@ -33,6 +33,7 @@ import torch
 from ..errors import ConfigError, ECGError, GemError
 from ..registry import ECG_ENCODERS, VISION_TOWERS
 from .base import ECGEncoder, load_checked
+from .render import grid_rgb, lead_index, render_ecg
 from .spec import SignalSpec
 
 #: Full-size default tower: CLIP ViT-B/16 at 224 px (weights come from ``model.ecg.path``).
@@ -67,17 +68,15 @@ def _tower_class(name):
 
 
 def _check_render_settings(arch: dict, spec: SignalSpec) -> None:
-    from ..data.render import _grid_rgb, _lead_index
-
     dpi = arch["dpi"]
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 1200:
         raise ConfigError(f"model.ecg.arch.dpi: {dpi!r} must be a number between 10 and 1200")
     try:
-        _grid_rgb(arch["grid_color"])
+        grid_rgb(arch["grid_color"])
     except ECGError as exc:
         raise ConfigError(f"model.ecg.arch.grid_color: {exc}") from None
     try:
-        _lead_index(spec.leads, spec.n_leads)
+        lead_index(spec.leads, spec.n_leads)
     except ECGError as exc:
         raise ConfigError(
             f"model.ecg.signal.leads: the ecg_image encoder draws a 12-lead sheet, so the signal spec "
@@ -145,8 +144,6 @@ class ECGImageEncoder(ECGEncoder):
     # rendering -------------------------------------------------------------------------------
     def render(self, signals: torch.Tensor) -> list:
         """The batch [B, leads, samples] as B PIL pages (deterministic: same input, same pixels)."""
-        from ..data.render import render_ecg
-
         if signals.dim() != 3 or signals.shape[1] != self.signal_spec.n_leads:
             raise ECGError(
                 f"ecg_image: expected signals [batch, {self.signal_spec.n_leads} leads, samples], "

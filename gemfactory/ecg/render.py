@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from ..ecg.spec import STANDARD_LEADS
+from .spec import STANDARD_LEADS
 from ..errors import ECGError
 from ..fileio import atomic_open
 
@@ -72,7 +72,7 @@ def page_size_px(dpi: float = 100) -> tuple[int, int]:
     return int(round(w_mm / 25.4 * dpi)), int(round(h_mm / 25.4 * dpi))
 
 
-def _grid_rgb(grid_color) -> tuple[float, float, float]:
+def grid_rgb(grid_color) -> tuple[float, float, float]:
     if isinstance(grid_color, str) and grid_color.strip().lower() in GRID_COLORS:
         return GRID_COLORS[grid_color.strip().lower()]
     from matplotlib.colors import to_rgb
@@ -126,7 +126,7 @@ def _grid_raster(dpi: float, rgb: tuple[float, float, float]) -> np.ndarray:
     return out
 
 
-def _lead_index(leads: Sequence[str], n_rows: int) -> dict[str, int]:
+def lead_index(leads: Sequence[str], n_rows: int) -> dict[str, int]:
     if isinstance(leads, str):
         raise ECGError(f"render: leads must be a sequence of lead names, got the string {leads!r}")
     canon = {name.lower(): name for name in STANDARD_LEADS}
@@ -299,7 +299,7 @@ def render_ecg(
 
     sig = _check_signal(signal_mv, fs)
     fs = float(fs)
-    index = _lead_index(leads, sig.shape[0])
+    index = lead_index(leads, sig.shape[0])
     try:
         dpi = float(dpi)
     except (TypeError, ValueError):
@@ -308,7 +308,7 @@ def render_ecg(
         raise ECGError(f"render: dpi must be between 10 and 1200, got {dpi}")
     if augment is not None and not isinstance(augment, Mapping):
         raise ECGError(f"render: augment must be a dict with keys {list(AUGMENT_KEYS)}, got {augment!r}")
-    rgb = _grid_rgb(grid_color)
+    rgb = grid_rgb(grid_color)
     background = _background(dpi, rgb, f"{MM_PER_S:g} mm/s   {MM_PER_MV:g} mm/mV   {fs:g} Hz")
 
     segments = []
