@@ -32,47 +32,55 @@ def build(tp, value, source: str, path: str):
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return build(args[0], value, source, path)
+        return None if value is None else build(args[0], value, source, path)
     if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}{hint}")
-        return value
+        return _literal(tp, value, where)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
-        fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
-        kwargs = {}
-        for key, sub in value.items():
-            if key in fields and isinstance(sub, list) and fields[key].metadata.get("accepts_list_for"):
-                sub = {fields[key].metadata["accepts_list_for"]: sub}  # a list names that one component's entries
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                known = ", ".join(fields)
-                raise ConfigError(
-                    f"{source}: {_join(path, key)}: unknown key{hint}; expected one of: {known}"
-                )
-            kwargs[key] = build(_hints(tp)[key], sub, source, _join(path, key))
-        return tp(**kwargs)
+        return _section(tp, _mapping(value, where), source, path)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         (item_tp,) = typing.get_args(tp)
         return [build(item_tp, v, source, _item_path(item_tp, v, path, i)) for i, v in enumerate(value)]
     if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
-        key_tp, val_tp = typing.get_args(tp)
-        return {str(k): build(val_tp, v, source, _join(path, str(k))) for k, v in value.items()}
+        val_tp = typing.get_args(tp)[1]
+        return {str(k): build(val_tp, v, source, _join(path, str(k))) for k, v in _mapping(value, where).items()}
     if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
-        return value
+        return _mapping(value, where)
+    return _scalar(tp, value, where, path)
+
+
+def _literal(tp, value, where: str):
+    allowed = typing.get_args(tp)
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}{hint}")
+    return value
+
+
+def _mapping(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
+    return value
+
+
+def _section(tp, value: dict, source: str, path: str):
+    """A recipe section (dataclass): every key known, every value built as its field's type."""
+    fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, sub in value.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: {_join(path, key)}: unknown key{hint}; expected one of: {', '.join(fields)}")
+        if isinstance(sub, list) and fields[key].metadata.get("accepts_list_for"):
+            sub = {fields[key].metadata["accepts_list_for"]: sub}  # a list names that one component's entries
+        kwargs[key] = build(_hints(tp)[key], sub, source, _join(path, key))
+    return tp(**kwargs)
+
+
+def _scalar(tp, value, where: str, path: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             # YAML reads 1e-4 (no dot) as a string; accept numeric strings for floats
@@ -81,16 +89,8 @@ def build(tp, value, source: str, path: str):
             except ValueError:
                 _bad(where, tp, value)
         return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _bad(where, tp, value)
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            _bad(where, tp, value)
-        return value
-    if tp is str:
-        if not isinstance(value, str):
+    if tp in (int, bool, str):
+        if isinstance(value, bool) != (tp is bool) or not isinstance(value, tp):
             _bad(where, tp, value)
         return value
     raise TypeError(f"unsupported schema type {tp!r} at {path}")
