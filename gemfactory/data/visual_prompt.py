@@ -252,6 +252,18 @@ def seed_for(item_id: str) -> int:
     return zlib.crc32(str(item_id).encode("utf-8"))
 
 
+def _random_region(rng, w: int, h: int, target_box) -> tuple:
+    """The region a random prompt marks: ``target_box``, else a random box of 15-60% of each side."""
+    if w < MIN_RANDOM_SIDE or h < MIN_RANDOM_SIDE:
+        raise DataError(f"random visual prompt: the {w}x{h} image is too small "
+                        f"(expected at least {MIN_RANDOM_SIDE}x{MIN_RANDOM_SIDE} pixels)")
+    if target_box is not None:
+        return _box(target_box, (w, h), "random visual prompt", "target_box")
+    bw, bh = rng.uniform(0.15, 0.6) * (w - 1), rng.uniform(0.15, 0.6) * (h - 1)
+    x1, y1 = rng.uniform(0, w - 1 - bw), rng.uniform(0, h - 1 - bh)
+    return (x1, y1, x1 + bw, y1 + bh)
+
+
 def random_prompt(image_size, rng=None, target_box=None) -> dict:
     """One random prompt of a random type, palette colour, width and alpha inside the image.
 
@@ -262,15 +274,7 @@ def random_prompt(image_size, rng=None, target_box=None) -> dict:
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     w, h = int(image_size[0]), int(image_size[1])
-    if w < MIN_RANDOM_SIDE or h < MIN_RANDOM_SIDE:
-        raise DataError(f"random visual prompt: the {w}x{h} image is too small "
-                        f"(expected at least {MIN_RANDOM_SIDE}x{MIN_RANDOM_SIDE} pixels)")
-    if target_box is None:
-        bw, bh = rng.uniform(0.15, 0.6) * (w - 1), rng.uniform(0.15, 0.6) * (h - 1)
-        x1, y1 = rng.uniform(0, w - 1 - bw), rng.uniform(0, h - 1 - bh)
-        box = (x1, y1, x1 + bw, y1 + bh)
-    else:
-        box = _box(target_box, (w, h), "random visual prompt", "target_box")
+    box = _random_region(rng, w, h, target_box)
     kind = str(rng.choice(TYPES))
     prompt = {
         "type": kind,
