@@ -127,3 +127,35 @@ def test_recipe_key_and_where_it_is_refused(tiny_built, tiny_data, tmp_path):
     model.language_model.config.final_logit_softcapping = 30.0
     with pytest.raises(ConfigError, match="final_logit_softcapping"):
         _check_fused_loss(model, None)
+
+
+def test_training_with_packing_and_fused_loss_logs_the_same_losses(tiny_data, tmp_path, monkeypatch):
+    """Through the trainer (HF Trainer passes num_items_in_batch; packed rows flattened under
+    sdpa_packed): the logged losses and gradient norms of 4 steps equal those of the plain loss."""
+    import json
+
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.train.trainer import train
+
+    from conftest import tiny_recipe
+
+    from gemfactory.model import modeling
+
+    calls = []
+    real = modeling.linear_cross_entropy
+    monkeypatch.setattr(modeling, "linear_cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    logged, used = {}, {}
+    for fused in (False, True):
+        out = tmp_path / str(fused)
+        raw = tiny_recipe(tiny_data, out, max_steps=4, batch_size=8, gradient_accumulation_steps=2)
+        raw["data"].update(packing=True, group_by="modality_length")
+        raw["training"].update(fused_loss=fused, report_to=[])
+        torch.manual_seed(0)
+        train(recipe_from_dict(raw))
+        rows = [json.loads(line) for line in (out / "finetune" / "metrics.jsonl").read_text().splitlines()]
+        logged[fused] = [(r["step"], r["loss"], r["grad_norm"]) for r in rows if "loss" in r]
+        used[fused] = len(calls)
+    assert used[False] == 0 and used[True] >= 4  # every micro-batch of the fused run through the chunked loss
+    assert len(logged[True]) == 4 and [s for s, _, _ in logged[True]] == [s for s, _, _ in logged[False]]
+    for (_, a, ga), (_, b, gb) in zip(logged[False], logged[True]):
+        assert a == pytest.approx(b, abs=1e-5) and ga == pytest.approx(gb, rel=1e-4, abs=1e-5)
