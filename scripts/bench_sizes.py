@@ -46,7 +46,12 @@ def model_config(spec: dict) -> dict:
 
 
 def llava_model(gem):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
 
     text = gem.config.text_config
     torch.manual_seed(0)

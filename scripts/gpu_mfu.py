@@ -32,8 +32,8 @@ def peak_tflops() -> float | None:
 
 def llm_matmul_params(recipe_path: str) -> int:
     from gemfactory.config import load_recipe
-    from gemfactory.model.builder import recipe_template
     from gemfactory.data.recipe_tokenizer import tokenizer_for_recipe
+    from gemfactory.model.builder import recipe_template
     from gemfactory.train.memory import meta_model
 
     recipe = load_recipe(recipe_path)
@@ -43,7 +43,8 @@ def llm_matmul_params(recipe_path: str) -> int:
 
 
 def main(log_path: str, recipe_path: str) -> int:
-    text = open(log_path, encoding="utf-8", errors="replace").read()
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
     found = SUMMARY.findall(text)
     if not found:
         print(f"  no stage summary in {log_path} (the run failed? see the log)")

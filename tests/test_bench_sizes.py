@@ -8,8 +8,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import bench_sizes  # noqa: E402
-import bench_train  # noqa: E402
+import bench_sizes
+import bench_train
 
 
 def test_llava_order_is_a_permutation_grouped_by_modality_then_sorted():

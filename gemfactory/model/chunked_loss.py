@@ -81,7 +81,9 @@ def linear_cross_entropy(hidden: torch.Tensor, lm_head: torch.nn.Linear, labels:
     if use_liger is None:
         use_liger = hidden.is_cuda and liger_available()
     if use_liger:
-        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+        from liger_kernel.transformers.fused_linear_cross_entropy import (
+            LigerFusedLinearCrossEntropyLoss,
+        )
 
         total = LigerFusedLinearCrossEntropyLoss(reduction="sum")(lm_head.weight, h, targets, lm_head.bias)
     else:
