@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL, tiny_recipe
@@ -47,7 +48,10 @@ def checkpoint(tiny_data, folder, llm=None, vision=None, vision_options=None, ec
     (None, None, {"layers": [-3, -1], "select_feature": "cls_patch"}),
     (QWEN, SIGLIP, {"select_feature": "drop_first_patch"}),
     (QWEN, SIGLIP, {"layers": [-2, -1]}),
-], ids=["vicuna-clip", "vicuna-clip-layers-cls", "qwen2-siglip-drop-first", "qwen2-siglip-layers"])
+    (None, None, {"select_layer": -2, "image_aspect": "crop"}),  # CLIP's resize + centre crop (GEM's `ori`)
+    (QWEN, SIGLIP, {"image_aspect": "resize"}),
+], ids=["vicuna-clip", "vicuna-clip-layers-cls", "qwen2-siglip-drop-first", "qwen2-siglip-layers", "clip-crop",
+        "siglip-resize"])
 def test_export_loads_in_transformers_with_equal_logits(tiny_data, tmp_path, llm, vision, options):
     from PIL import Image
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
@@ -57,7 +61,9 @@ def test_export_loads_in_transformers_with_equal_logits(tiny_data, tmp_path, llm
     hf = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
     processor = LlavaProcessor.from_pretrained(tmp_path / "hf")
     n = model.modality_tokens()["image"]
-    image = Image.new("RGB", (40, 24), (200, 30, 90))
+    # a left-to-right ramp: padding, cropping and stretching each give other pixels at the edges
+    ramp = np.tile(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], (24, 1, 3))
+    image = Image.fromarray(ramp)
     batch = processor(text="<image> what is this?", images=image, return_tensors="pt")
     assert int((batch["input_ids"] == model.config.image_token_id).sum()) == n
     ours_px = model.vision_tower.image_processor()([image])

@@ -468,3 +468,15 @@ def test_hub_ids_for_the_checkpoint_and_its_tower(tmp_path, monkeypatch, capsys)
     pixels = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         close(ours(input_ids=gem_ids(ours, 4), pixel_values=pixels).logits, run_hf(ref, 4, pixels))
+
+
+def test_seed_aspect_settings_map_to_the_preprocessing_the_seed_runs(tmp_path):
+    """LLaVA / GEM hand any image_aspect_ratio but 'pad' to the tower's own processor: CLIP's resizes the
+    shortest side and centre-crops, SigLIP's stretches to the square (gemfactory's crop / resize)."""
+    from gemfactory.formats.base import aspect_from_seed, hf_image_aspect
+
+    assert [aspect_from_seed(v) for v in ("pad", None, "square", "ori")] == ["pad", "pad", "crop", "crop"]
+    assert aspect_from_seed("square", "siglip_vision_model") == "resize"
+    for processor, aspect in (({"do_pad": True}, "pad"), ({"do_center_crop": True}, "crop"), ({}, "resize")):
+        (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor))
+        assert hf_image_aspect(tmp_path)["image_aspect"] == aspect

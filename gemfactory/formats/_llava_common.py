@@ -53,7 +53,8 @@ def clip_vision(config: dict, folder: Path, layers=None) -> dict:
         refuse("mm_vision_select_feature", feature, "LLaVA's feature choices are patch and cls_patch")
     return vision_entry(cfg.get("model_type", "clip_vision_model"), cfg.get("vision_config", cfg),
                         select_layer=config.get("mm_vision_select_layer", -1), select_feature=feature,
-                        layers=layers, image_aspect=aspect_from_seed(config.get("image_aspect_ratio")),
+                        layers=layers, image_aspect=aspect_from_seed(config.get("image_aspect_ratio"),
+                                                                     cfg.get("model_type", "clip_vision_model")),
                         processor=stats)
 
 

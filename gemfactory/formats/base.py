@@ -171,14 +171,16 @@ def vision_entry(model_type: str, vision_config: dict, select_layer=None, select
     return {"name": names[model_type], "arch": arch, "options": options}
 
 
-def aspect_from_seed(value) -> str:
-    """LLaVA's ``image_aspect_ratio``: ``pad`` maps to gemfactory's ``pad``; nothing else has an exact twin."""
+def aspect_from_seed(value, tower: str = "clip") -> str:
+    """LLaVA's / TinyLLaVA's ``image_aspect_ratio``: ``pad`` is gemfactory's ``pad``; any other value
+    (``square``, GEM's ``ori``) hands the image to the tower's own processor, which for CLIP resizes the
+    shortest side and centre-crops (gemfactory's ``crop``) and for SigLIP resizes to the square
+    (gemfactory's ``resize``)."""
     if value in ("pad", None):
         return "pad"
-    if value == "anyres":
+    if value == "anyres" or str(value).startswith("anyres"):
         refuse("image_aspect_ratio", value, "LLaVA-NeXT any-resolution tiling is not imported (use pad)")
-    refuse("image_aspect_ratio", value, "gemfactory's preprocessing has no resize + centre-crop mode "
-           "equal to the CLIP processor's; only 'pad' imports exactly")
+    return "resize" if tower.startswith("siglip") else "crop"
 
 
 def projector_entry(projector_type: str, field_name: str) -> dict:
@@ -190,13 +192,16 @@ def projector_entry(projector_type: str, field_name: str) -> dict:
 
 def hf_image_aspect(src: Path) -> dict:
     """``image_aspect`` and mean/std from a transformers folder's preprocessor_config.json: padding to a
-    square (``do_pad``, LLaVA-1.5's preprocessing) is gemfactory's ``pad``; resize + centre crop has no
-    exact twin and is refused."""
+    square (``do_pad``, LLaVA-1.5's preprocessing) is ``pad``, resizing the shortest side and then a
+    centre crop (CLIP's processor) is ``crop``, one resize to the square is ``resize``."""
     path = src / "preprocessor_config.json"
     if not path.is_file():
         return {"image_aspect": "pad"}
     processor = read_json(path, "the image processor")
-    if not processor.get("do_pad"):
-        refuse("preprocessor_config.json do_pad", processor.get("do_pad"), "only padding to a square "
-               "(LLaVA-1.5's preprocessing) imports exactly; gemfactory has no centre-crop mode")
-    return {"image_aspect": "pad", "processor": processor}
+    if processor.get("do_pad"):
+        aspect = "pad"
+    elif processor.get("do_center_crop"):
+        aspect = "crop"
+    else:
+        aspect = "resize"
+    return {"image_aspect": aspect, "processor": processor}

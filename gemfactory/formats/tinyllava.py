@@ -80,7 +80,7 @@ class TinyLlavaFormat(SeedFormat):
             text_config=text_config,
             llm_family=family,
             vision=vision_entry(kind, vision, select_layer=config.get("vision_feature_layer", -2),
-                                select_feature=feature, image_aspect=aspect_from_seed(config.get("image_aspect_ratio", "square"))),
+                                select_feature=feature, image_aspect=aspect_from_seed(config.get("image_aspect_ratio", "square"), kind)),
             connectors={"image": {"name": connector, "options": {}}},
             template=_family_template(family),
         )

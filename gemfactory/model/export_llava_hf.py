@@ -82,14 +82,17 @@ def hf_state(model) -> dict:
 
 def image_processor(vision):
     """LLaVA's image processor doing what gemfactory's preprocessing does: pad to a square with the mean
-    colour (``pad``) or not, then one resize to the tower's size; no centre crop."""
+    colour then resize (``pad``), resize the shortest side then centre-crop (``crop``), or one resize to
+    the square (``resize``)."""
     from transformers import LlavaImageProcessor
 
     size = vision.image_size
     options = vision.options
+    aspect = options.get("image_aspect", "pad")
     return LlavaImageProcessor(
-        do_pad=options.get("image_aspect", "pad") == "pad", size={"height": size, "width": size},
-        do_center_crop=False, crop_size={"height": size, "width": size}, resample=3,
+        do_pad=aspect == "pad", do_center_crop=aspect == "crop",
+        size={"shortest_edge": size} if aspect == "crop" else {"height": size, "width": size},
+        crop_size={"height": size, "width": size}, resample=3,
         image_mean=list(options["image_mean"]), image_std=list(options["image_std"]),
     )
 
