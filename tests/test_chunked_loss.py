@@ -159,3 +159,21 @@ def test_training_with_packing_and_fused_loss_logs_the_same_losses(tiny_data, tm
     assert len(logged[True]) == 4 and [s for s, _, _ in logged[True]] == [s for s, _, _ in logged[False]]
     for (_, a, ga), (_, b, gb) in zip(logged[False], logged[True]):
         assert a == pytest.approx(b, abs=1e-5) and ga == pytest.approx(gb, rel=1e-4, abs=1e-5)
+
+
+def test_fused_loss_with_a_lora_llm(tiny_built):
+    """LoRA wraps the LLM's layers (peft): the fused path still finds the decoder and lm_head."""
+    from gemfactory.config import StageConfig
+    from gemfactory.train.tuning import apply_tuning
+
+    recipe, tok, model, template = tiny_built
+    model = copy.deepcopy(model).float().eval()
+    apply_tuning(model, StageConfig(tune={"llm": "lora"}))
+    proc = Processor.from_model(model, tok, template, 256)
+    ds = GemDataset(recipe.data.train, proc, recipe.data.image_folder, recipe.data.ecg_folder)
+    batch = Collator(tok.pad_token_id)([ds[i] for i in range(4)])
+    losses = []
+    for fused in (False, True):
+        model.fused_loss = fused
+        losses.append(model(**batch).loss.item())
+    assert abs(losses[0] - losses[1]) <= 1e-5
