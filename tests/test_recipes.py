@@ -121,9 +121,10 @@ def test_tinyllava_phi2_siglip():
     assert r.data.max_length == 3072
 
 
-def test_vip_llava_three_stages_and_four_layers():
+def test_vip_llava_three_stages_and_five_layers():
     r = recipe("vip-llava-7b.yaml")
-    assert r.model.vision.options["layers"] == [-2, -5, -8, -11]
+    assert r.model.vision.options["layers"] == [-2, -5, -8, -11, 6]  # as the seed's clip_4layers_336 reads
+    assert r.model.connectors["image"].name == "layernorm_mlp2x_gelu"
     assert r.model.vision.path == "openai/clip-vit-large-patch14-336"
     assert [s.name for s in r.stages] == ["pretrain", "finetune", "finetune_gpt4v"]
     assert [(s.lr, global_batch(s)) for s in r.stages] == [(1e-3, 256), (2e-5, 128), (2e-5, 128)]
@@ -187,7 +188,7 @@ def test_recipe_check_tiny(path, synth, capsys):
     else:  # the ECG samples do not fit an image-only model and are left out
         assert {frozenset(k.split(", ")) for k in kinds} == {frozenset({"image", "text"})}
     if path.name == "vip-llava-7b.yaml":
-        assert "vision: clip, 11 layers" in out and "layers [-2, -5, -8, -11]" in out and "x 256" in out
+        assert "vision: clip, 11 layers" in out and "layers [-2, -5, -8, -11, 6]" in out and "x 320" in out
 
 
 def test_out_of_range_select_layer_fails_the_tiny_check(synth, capsys):
