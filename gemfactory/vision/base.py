@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -170,3 +170,16 @@ def processor_stats(folder: Path) -> dict:
         return {}
     cfg = json.loads(f.read_text())
     return {k: cfg[k] for k in ("image_mean", "image_std") if k in cfg}
+
+
+def load_weights_into(module: nn.Module, state: dict, path: str, what: str) -> None:
+    """Load a tower file's ``state`` into ``module`` (unused tensors ignored): a shape mismatch or a
+    parameter the file lacks is a one-line CheckpointError naming the file and ``what`` it should fit."""
+    try:
+        missing, _ = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"model.vision.path: {path} does not fit {what}: "
+                              f"{str(exc).splitlines()[-1].strip()}") from None
+    if missing:
+        raise CheckpointError(f"model.vision.path: {path} lacks weights for {len(missing)} parameters of "
+                              f"{what}, e.g. {missing[:3]}")

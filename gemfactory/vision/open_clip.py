@@ -19,9 +19,9 @@ from types import SimpleNamespace
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..registry import VISION_TOWERS
-from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers
+from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, load_weights_into
 from .depth import needed_depth, tiny_depth
 
 _TOP_KEYS = ("model_name", "embed_dim", "quick_gelu")
@@ -133,18 +133,7 @@ class OpenCLIPTower(VisionTower):
         resize_pos_embed(wrapped, SimpleNamespace(visual=self.visual))
         if wrapped:
             state["positional_embedding"] = wrapped["visual.positional_embedding"]
-        try:
-            missing, _ = self.visual.load_state_dict(state, strict=False)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"model.vision.path: {path} does not fit open_clip {self.arch['model_name']!r}: "
-                f"{str(exc).splitlines()[-1].strip()}"
-            ) from None
-        if missing:
-            raise CheckpointError(
-                f"model.vision.path: {path} lacks weights for {len(missing)} parameters of open_clip "
-                f"{self.arch['model_name']!r}, e.g. {missing[:3]}"
-            )
+        load_weights_into(self.visual, state, path, f"open_clip {self.arch['model_name']!r}")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         x = pixel_values.to(self.visual.conv1.weight.dtype)

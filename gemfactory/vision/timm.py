@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..registry import VISION_TOWERS
-from .base import VisionTower
+from .base import VisionTower, load_weights_into
 from .depth import needed_depth, tiny_depth
 
 log = logging.getLogger(__name__)
@@ -174,18 +174,7 @@ class TimmTower(VisionTower):
         from ..weights import load_state_file
 
         state = {k.removeprefix("module."): v for k, v in load_state_file(path, key="model.vision.path").items()}
-        try:
-            missing, _ = self.model.load_state_dict(state, strict=False)  # the classifier is not built
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"model.vision.path: {path} does not fit timm {self.arch['model_name']!r}: "
-                f"{str(exc).splitlines()[-1].strip()}"
-            ) from None
-        if missing:
-            raise CheckpointError(
-                f"model.vision.path: {path} lacks weights for {len(missing)} parameters of timm "
-                f"{self.arch['model_name']!r}, e.g. {missing[:3]}"
-            )
+        load_weights_into(self.model, state, path, f"timm {self.arch['model_name']!r}")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         x = pixel_values.to(next(self.model.parameters()).dtype)
