@@ -130,7 +130,7 @@ def test_ecg_statistics_add_up_over_ranks_and_workers(tiny_data, tmp_path):
     env.update(OMP_NUM_THREADS="1", NPROC="2", MASTER_PORT=str(_free_port()),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_torchrun.sh"
-    proc = subprocess.run(["bash", str(script), str(path)], capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run(["bash", str(script), str(path)], capture_output=True, text=True, env=env, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(tmp_path / "ddp")
     assert summary["world_size"] == 2 and summary["dataloader_workers"] == 2

@@ -24,9 +24,8 @@ def test_the_group_is_destroyed_after_success_and_after_an_error(one_rank_env):
     assert not dist.is_initialized()
 
     dist.init_process_group("gloo")
-    with pytest.raises(ValueError, match="boom"):
-        with distributed.distributed_run():
-            raise ValueError("boom")
+    with pytest.raises(ValueError, match="boom"), distributed.distributed_run():
+        raise ValueError("boom")
     assert not dist.is_initialized()
 
 
