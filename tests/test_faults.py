@@ -92,7 +92,8 @@ def _trainer(stage_dir: Path):
         pass
 
     t = Trainer()
-    t.args = SimpleNamespace(output_dir=str(stage_dir), should_save=True, save_total_limit=2)
+    t.args = SimpleNamespace(output_dir=str(stage_dir), should_save=True, save_total_limit=2, world_size=1,
+                             per_device_train_batch_size=1, gradient_accumulation_steps=1)
     t.accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
     t.state = SimpleNamespace(global_step=0)
     return t
