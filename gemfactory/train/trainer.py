@@ -15,10 +15,11 @@ from ..data.augment import ECGAugmenter
 from ..data.dataset import Collator, GemDataset
 from ..data.packing import REAL_TOKENS, PackingCollator
 from ..data.processor import Processor
+from ..data.recipe_tokenizer import tokenizer_for_recipe
 from ..data.sampler import GroupedSampler, item_lengths, item_modality
 from ..errors import ConfigError
+from ..model.adapters import finish_tuning
 from ..model.builder import build_model, recipe_template
-from ..data.recipe_tokenizer import tokenizer_for_recipe
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..model.feature_cache import attach_feature_caches, detach_feature_caches
 from ..registry import TEMPLATES
@@ -33,7 +34,6 @@ from .resume import (
     resume_point,
     stage_done,
 )
-from ..model.adapters import finish_tuning
 from .tuning import (
     apply_tuning,
     check_tuning,
