@@ -329,16 +329,7 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     counts = parameter_counts(model)
     log.info("stage %s: %s", stage.name, ", ".join(
         f"{k} {tunes[k]} ({v[0]:,}/{v[1]:,} trainable)" for k, v in counts.items()))
-    train_path = stage.train or recipe.data.train
-    if not train_path:
-        raise ConfigError(f"{recipe.source}: stages.{stage.name}: no training data (data.train)")
-    if stage.template:
-        template = TEMPLATES.get(stage.template)()
-    processor = Processor.from_model(model, tokenizer, template, stage.max_length or recipe.data.max_length)
-    processor.random_visual_prompts = recipe.data.random_visual_prompts
-    processor.augment = ECGAugmenter.from_config(recipe.data.augment, processor.signal_spec, recipe.training.seed)
-    dataset = GemDataset(train_path, processor, stage.image_folder or recipe.data.image_folder,
-                         stage.ecg_folder or recipe.data.ecg_folder, recipe.data.on_bad_sample)
+    processor, dataset = stage_dataset(recipe, stage, model, tokenizer, template)
     stage_dir = run_dir / stage.name
     checkpoint = resume_point(stage_dir) if resume else None
     if not resume and is_main_process():
@@ -373,15 +364,33 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     detach_feature_caches(model)
     if packed_kernel is not None:
         model.language_model.set_attn_implementation(packed_kernel)  # the checkpoint keeps the usual kernel
-    # LoRA: the adapter is saved on its own (model/adapter/) and merged into the saved weights,
-    # which the next stage starts from
+    return save_stage_model(trainer, model, tokenizer, recipe, stage.name, run_dir, zero)
+
+
+def stage_dataset(recipe: Recipe, stage: StageConfig, model, tokenizer, template) -> tuple:
+    """The stage's processor (its template, length, augmentation) and training dataset."""
+    train_path = stage.train or recipe.data.train
+    if not train_path:
+        raise ConfigError(f"{recipe.source}: stages.{stage.name}: no training data (data.train)")
+    if stage.template:
+        template = TEMPLATES.get(stage.template)()
+    processor = Processor.from_model(model, tokenizer, template, stage.max_length or recipe.data.max_length)
+    processor.random_visual_prompts = recipe.data.random_visual_prompts
+    processor.augment = ECGAugmenter.from_config(recipe.data.augment, processor.signal_spec, recipe.training.seed)
+    dataset = GemDataset(train_path, processor, stage.image_folder or recipe.data.image_folder,
+                         stage.ecg_folder or recipe.data.ecg_folder, recipe.data.on_bad_sample)
+    return processor, dataset
+
+
+def save_stage_model(trainer, model, tokenizer, recipe: Recipe, stage: str, run_dir: Path, zero) -> Path:
+    """End of a stage: merge a LoRA adapter into the weights (and keep it in model/adapter/), gather
+    ZeRO-3 shards (every rank takes part), rank 0 writes ``<stage>/model`` and points ``latest`` at it."""
     adapter = finish_tuning(model)
     if adapter is not None:
-        log.info("stage %s: LoRA adapter merged into the weights; also saved in model/adapter", stage.name)
+        log.info("stage %s: LoRA adapter merged into the weights; also saved in model/adapter", stage)
     extra = (lambda folder: adapter.save(folder / "adapter", merged=True)) if adapter is not None else None
-    # ZeRO-3 holds a shard of each weight per rank: gather them (every rank takes part), rank 0 writes
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if zero == 3 else None
-    out = stage_dir / "model"
+    out = run_dir / stage / "model"
     if trainer.args.should_save:
         save_checkpoint(model, tokenizer, out, recipe.to_dict(), extra=extra, state_dict=state_dict)
         point_latest(run_dir, out)
