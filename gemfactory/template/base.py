@@ -152,8 +152,3 @@ def check_turns(turns: list[Turn]) -> None:
                 f"turn {i}: expected {article} {expected} turn, got {role} (turns must alternate, user first)"
             )
 
-
-def strip_placeholders(text: str) -> str:
-    for p in PLACEHOLDERS:
-        text = text.replace(p + "\n", "").replace(p, "")
-    return text.strip()
