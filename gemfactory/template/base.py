@@ -151,4 +151,3 @@ def check_turns(turns: list[Turn]) -> None:
             raise DataError(
                 f"turn {i}: expected {article} {expected} turn, got {role} (turns must alternate, user first)"
             )
-
