@@ -27,10 +27,12 @@ MODULES = {
     "__init__.py": "",
     "missing.py": "import not_installed_xyz\n",
     "wrong_shape.py": (
-        "from torch import nn\n\n\n"
-        "class WrongShape(nn.Linear):\n"
-        "    def __init__(self, in_dim, out_dim):\n"
-        "        super().__init__(in_dim, out_dim - 1)\n"
+        "from torch import nn\n\nfrom gemfactory.connector.base import Connector\n\n\n"
+        "class WrongShape(Connector, nn.Linear):\n"
+        "    def __init__(self, in_dim, out_dim, **options):\n"
+        "        self.check_options(options)\n"
+        "        nn.Linear.__init__(self, in_dim, out_dim - 1)\n"
+        "        self.set_dims(in_dim, out_dim)\n"
     ),
     "greedy.py": (
         "from gemfactory.template.vicuna_v1 import VicunaV1\n\n\n"
@@ -99,7 +101,7 @@ def test_kit_catches_a_wrong_output_shape(broken_dist):
     failed = {f.check: f.detail for f in check_component("connectors", "wrong_shape") if not f.ok}
     assert failed["output"] == "expected shape [batch 2, tokens 5, LLM width 32], got [2, 5, 31]"
     assert set(failed) == {"output", "train step"}  # the tiny model cannot take 31-wide tokens either
-    with pytest.raises(ConformanceError, match=r"^connectors 'wrong_shape': 2 of 8 checks failed: output: expected"):
+    with pytest.raises(ConformanceError, match=r"^connectors 'wrong_shape': 2 of 10 checks failed: output: expected"):
         assert_conforms("connectors", "wrong_shape")
 
 
@@ -115,7 +117,7 @@ def test_plugin_check_prints_findings_and_fails_with_one_error_line(broken_dist,
     assert captured.out.splitlines()[0] == "connectors 'wrong_shape' (broken-demo 0.3):"
     assert "  FAIL output: expected shape [batch 2, tokens 5, LLM width 32], got [2, 5, 31]" in captured.out
     assert captured.err.strip().splitlines() == [
-        "error: connectors 'wrong_shape': 2 of 8 checks failed; first: output: expected shape "
+        "error: connectors 'wrong_shape': 2 of 10 checks failed; first: output: expected shape "
         "[batch 2, tokens 5, LLM width 32], got [2, 5, 31]"]
 
     assert main(["-q", "plugin", "check", "missing_dep", "--kind", "connectors"]) == 2

@@ -91,8 +91,8 @@ def test_training_with_packing_and_grouping(tiny_data, tmp_path, monkeypatch):
     from gemfactory.train.trainer import train
 
     calls = []
-    real_layout = packed_attention.layout
-    monkeypatch.setattr(packed_attention, "layout", lambda *a: calls.append(1) or real_layout(*a))
+    real_lengths = packed_attention._segment_lengths  # the per-sample path of the sdpa_packed kernel
+    monkeypatch.setattr(packed_attention, "_segment_lengths", lambda *a: calls.append(1) or real_lengths(*a))
     raw = tiny_recipe(tiny_data, tmp_path / "run", max_steps=3)
     raw["data"].update(packing=True, pack_tokens=600, group_by="modality_length")
     raw["training"]["report_to"] = []

@@ -101,9 +101,10 @@ def _tokenize_pieces(text: str, bos: str, tokenizer) -> tuple[list[int], list[tu
     a text (Llama's ``legacy=False``: ``▁A`` at the start, ``A`` after a special token) then give
     the seeds' ids; for the others the pieces tokenize as the whole text would.
     """
-    lead = len(bos) if bos and text.startswith(bos) and tokenizer.bos_token_id is not None else 0
-    ids, offsets = ([tokenizer.bos_token_id], [(0, lead)]) if lead else ([], [])
-    added = tokenizer.added_tokens_encoder
+    bos_id = getattr(tokenizer, "bos_token_id", None)  # a minimal tokenizer (tests, plugins) may have none
+    lead = len(bos) if bos and text.startswith(bos) and bos_id is not None else 0
+    ids, offsets = ([bos_id], [(0, lead)]) if lead else ([], [])
+    added = getattr(tokenizer, "added_tokens_encoder", {})
     marks = [p for p in PLACEHOLDERS if p in added]
     pieces = re.split("(" + "|".join(map(re.escape, marks)) + ")", text[lead:]) if marks else [text[lead:]]
     at = lead
