@@ -7,6 +7,15 @@ import torch.distributed as dist
 from gemfactory.train import distributed
 
 
+@pytest.fixture(autouse=True)
+def no_group_left_by_earlier_tests():
+    """In-process trainings of earlier tests (DeepSpeed through the Python API) may leave their
+    one-rank group; these tests start without one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    yield
+
+
 @pytest.fixture()
 def one_rank_env(monkeypatch):
     from gemfactory.train.trainer import _free_port
