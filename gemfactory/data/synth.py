@@ -242,6 +242,32 @@ def _kind(item: dict) -> str:
     return "image" if "image" in item else "text"
 
 
+def _write_files(records: list, ecg_dir: Path, img_dir: Path, seed: int, image_dpi: float, workers: int) -> int:
+    """Every record's WFDB files and the sheets of the image subset; returns the number of sheets."""
+    render_jobs = [
+        (str(img_dir / f"{rec['id']}.png"), rec["hr"], rec["fs"], seed, rec["seed"], rec["grid"], image_dpi)
+        for rec in records
+        if rec["grid"] is not None
+    ]
+    if workers > 1 and len(render_jobs) >= 16:
+        # Worker processes render the sheets while this process writes the WFDB records.
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(_start_method())) as pool:
+            done = pool.map(_render_job, render_jobs, chunksize=max(1, len(render_jobs) // (workers * 8)))
+            for rec in records:
+                _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], rec["fs"], seed, rec["seed"]), rec["fs"])
+            for _ in done:  # re-raises a worker's error
+                pass
+    else:
+        for rec in records:
+            _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], rec["fs"], seed, rec["seed"]), rec["fs"])
+        for job in render_jobs:
+            _render_job(job)
+    return len(render_jobs)
+
+
 def synthesize(
     out_dir,
     n_train: int = 2400,
@@ -277,8 +303,8 @@ def synthesize(
 
     out = Path(out_dir)
     ecg_dir, img_dir = out / "ecg", out / "images"
-    ecg_dir.mkdir(parents=True, exist_ok=True)
-    img_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (ecg_dir, img_dir):
+        folder.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(seed)
     splits = {
@@ -287,42 +313,25 @@ def synthesize(
     }
     items = {name: _items_for_split(rng, recs, name) for name, recs in splits.items()}
 
-    records = [rec for recs in splits.values() for rec in recs]
-    render_jobs = [
-        (str(img_dir / f"{rec['id']}.png"), rec["hr"], rec["fs"], seed, rec["seed"], rec["grid"], image_dpi)
-        for rec in records
-        if rec["grid"] is not None
-    ]
-    if workers > 1 and len(render_jobs) >= 16:
-        # Worker processes render the sheets while this process writes the WFDB records.
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(_start_method())) as pool:
-            done = pool.map(_render_job, render_jobs, chunksize=max(1, len(render_jobs) // (workers * 8)))
-            for rec in records:
-                _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], rec["fs"], seed, rec["seed"]), rec["fs"])
-            for _ in done:  # re-raises a worker's error
-                pass
-    else:
-        for rec in records:
-            _write_record(ecg_dir / rec["id"], _record_signal(rec["hr"], rec["fs"], seed, rec["seed"]), rec["fs"])
-        for job in render_jobs:
-            _render_job(job)
-
+    n_images = _write_files([rec for recs in splits.values() for rec in recs], ecg_dir, img_dir, seed,
+                            image_dpi, workers)
     for name, its in items.items():
         _write_json_atomic(out / f"{name}.json", its)
 
+    return _summary(out, splits, items, n_images, time.perf_counter() - t_start)
+
+
+def _summary(out: Path, splits: dict, items: dict, n_images: int, elapsed_s: float) -> dict:
     return {
         "out_dir": str(out),
         "records": {name: len(recs) for name, recs in splits.items()},
-        "images": len(render_jobs),
+        "images": n_images,
         "items": {name: dict(sorted(Counter(_kind(i) for i in its).items())) for name, its in items.items()},
         "classes": {name: dict(sorted(Counter(r["label"] for r in recs).items())) for name, recs in splits.items()},
         "grid_colors": {
             name: dict(sorted(Counter(r["grid"] for r in recs if r["grid"]).items())) for name, recs in splits.items()
         },
-        "elapsed_s": round(time.perf_counter() - t_start, 3),
+        "elapsed_s": round(elapsed_s, 3),
     }
 
 
