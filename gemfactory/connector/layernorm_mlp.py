@@ -6,9 +6,9 @@ then ``final_linear``) and transformers' ``VipLlavaMultiModalProjector`` (``proj
 """
 from torch import nn
 
-from ..errors import ConfigError
 from ..registry import CONNECTORS
 from .base import Connector
+from .mlp import depth_family
 
 
 class LayerNormMLP(Connector):
@@ -31,8 +31,4 @@ class LayerNormMLP(Connector):
 @CONNECTORS.register_pattern(r"layernorm_mlp(\d+)x_gelu", "layernorm_mlp{N}x_gelu")
 def layernorm_mlp_family(match):
     """LayerNorm, then N linear layers with GELU between them (ViP-LLaVA's projector with N = 2)"""
-    depth = int(match.group(1))
-    if not 1 <= depth <= 16:
-        raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
-    attrs = {"depth": depth, "name": match.group(0), "__doc__": f"LayerNorm, then {depth} linear layers with GELU"}
-    return type(f"LayerNormMLP{depth}xGelu", (LayerNormMLP,), attrs)
+    return depth_family(match, LayerNormMLP, "LayerNorm, then {N} linear layers with GELU")

@@ -18,12 +18,16 @@ class MLPGelu(Connector, nn.Sequential):
         self.set_dims(in_dim, out_dim)
 
 
-@CONNECTORS.register_pattern(r"mlp(\d+)x_gelu", "mlp{N}x_gelu")
-def mlp_family(match):
-    """N linear layers with GELU between them (mlp2x_gelu is LLaVA-1.5's projector)"""
+def depth_family(match, base: type, doc: str) -> type:
+    """The connector class ``base`` at depth N = ``match.group(1)`` (1..16), named by the match."""
     depth = int(match.group(1))
     if not 1 <= depth <= 16:
         raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
-    attrs = {"depth": depth, "name": match.group(0), "__doc__": f"{depth} linear layers with GELU"}
-    return type(f"MLP{depth}xGelu", (MLPGelu,), attrs)
+    attrs = {"depth": depth, "name": match.group(0), "__doc__": doc.format(N=depth)}
+    return type(f"{base.__name__}{depth}", (base,), attrs)
 
+
+@CONNECTORS.register_pattern(r"mlp(\d+)x_gelu", "mlp{N}x_gelu")
+def mlp_family(match):
+    """N linear layers with GELU between them (mlp2x_gelu is LLaVA-1.5's projector)"""
+    return depth_family(match, MLPGelu, "{N} linear layers with GELU")
