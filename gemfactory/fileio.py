@@ -29,3 +29,14 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_open(path) as fh:
         fh.write(text)
     return Path(path)
+
+
+def read_utf8(path: Path, error: type, missing: str) -> str:
+    """The text of ``path``; a missing file or bytes that are not UTF-8 raise ``error`` in one line
+    (``missing``: the message for a missing file)."""
+    if not path.is_file():
+        raise error(missing)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None

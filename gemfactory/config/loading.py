@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..fileio import read_utf8
 from .recipe import Recipe
 from .stage import StageConfig
 from .typecheck import build
@@ -32,12 +33,7 @@ def recipe_from_dict(raw: dict, source: str = "<dict>") -> Recipe:
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"recipe not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_utf8(path, ConfigError, f"recipe not found: {path}")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from ..fileio import read_utf8
 from ..template.base import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,7 @@ ECG_DELTA = "_ecg_stats"
 def read_json_list(path: str | Path, kind: str = "data", noun: str = "samples") -> list:
     """A JSON list, or JSON lines (``.jsonl``); file-level problems name the file."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{kind} file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    text = read_utf8(p, DataError, f"{kind} file not found: {p}")
     if not text.strip():
         raise DataError(f"{p}: the file is empty (expected a JSON list of {noun})")
     try:
