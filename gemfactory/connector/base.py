@@ -44,3 +44,12 @@ class Connector(nn.Module):
 
     def set_dims(self, in_dim: int, out_dim: int) -> None:
         self.in_dim, self.out_dim = in_dim, out_dim
+
+
+def depth_family(match, base: type, doc: str) -> type:
+    """The connector class ``base`` at depth N = ``match.group(1)`` (1..16), named by the match."""
+    depth = int(match.group(1))
+    if not 1 <= depth <= 16:
+        raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
+    attrs = {"depth": depth, "name": match.group(0), "__doc__": doc.format(N=depth)}
+    return type(f"{base.__name__}{depth}", (base,), attrs)

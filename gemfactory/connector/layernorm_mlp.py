@@ -7,8 +7,7 @@ then ``final_linear``) and transformers' ``VipLlavaMultiModalProjector`` (``proj
 from torch import nn
 
 from ..registry import CONNECTORS
-from .base import Connector
-from .mlp import depth_family
+from .base import Connector, depth_family
 
 
 class LayerNormMLP(Connector):

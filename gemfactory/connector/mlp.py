@@ -1,9 +1,8 @@
 """``mlp{N}x_gelu``: N linear layers with GELU between them (LLaVA-1.5 uses N = 2)."""
 from torch import nn
 
-from ..errors import ConfigError
 from ..registry import CONNECTORS
-from .base import Connector
+from .base import Connector, depth_family
 
 
 class MLPGelu(Connector, nn.Sequential):
@@ -16,15 +15,6 @@ class MLPGelu(Connector, nn.Sequential):
             layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
         nn.Sequential.__init__(self, *layers)
         self.set_dims(in_dim, out_dim)
-
-
-def depth_family(match, base: type, doc: str) -> type:
-    """The connector class ``base`` at depth N = ``match.group(1)`` (1..16), named by the match."""
-    depth = int(match.group(1))
-    if not 1 <= depth <= 16:
-        raise ConfigError(f"connector {match.group(0)!r}: N must be 1..16")
-    attrs = {"depth": depth, "name": match.group(0), "__doc__": doc.format(N=depth)}
-    return type(f"{base.__name__}{depth}", (base,), attrs)
 
 
 @CONNECTORS.register_pattern(r"mlp(\d+)x_gelu", "mlp{N}x_gelu")
