@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..weights import load_state_file
 from .spec import SignalSpec
 
 
@@ -73,8 +74,6 @@ class ECGEncoder(nn.Module):
         """Give the twin ``width``-wide tokens when an identity connector needs them (if it can)."""
 
     def load_pretrained(self, path: str) -> None:
-        from ..weights import load_state_file
-
         state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
         load_checked(self, state, path, "model.ecg.arch / model.ecg.signal", "")
 

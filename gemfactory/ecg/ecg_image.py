@@ -32,6 +32,7 @@ import torch
 
 from ..errors import ConfigError, ECGError, GemError
 from ..registry import ECG_ENCODERS, VISION_TOWERS
+from ..weights import load_state_file
 from .base import ECGEncoder, load_checked
 from .render import grid_rgb, lead_index, render_ecg
 from .spec import SignalSpec
@@ -176,8 +177,6 @@ class ECGImageEncoder(ECGEncoder):
             except GemError as exc:
                 raise _renamed(exc) from None
             return
-        from ..weights import load_state_file
-
         state = self.map_pretrained_names(load_state_file(path, key="model.ecg.path"))
         load_checked(self.tower, state, path, "model.ecg.arch.tower_arch", f" of the {self.arch['tower']!r} tower")
 

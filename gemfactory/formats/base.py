@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
+from ..weights import load_state_file
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 #: buffers older transformers versions saved with the weights; recomputed at load, never trained
@@ -69,8 +70,6 @@ class SeedFormat:
 
 def load_folder_state(src: Path) -> dict:
     """Every tensor of a HF-style folder: one file or shards listed by ``*.index.json``."""
-    from ..weights import load_state_file
-
     for name in WEIGHT_FILES:
         index = src / f"{name}.index.json"
         if index.is_file():

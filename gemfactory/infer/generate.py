@@ -13,7 +13,7 @@ from typing import Iterator
 
 from ..data.dataset import Collator
 from ..errors import GemError
-from ..template.base import Turn
+from ..template.base import SpecialText, Turn
 from .load import Loaded
 
 
@@ -83,8 +83,6 @@ def _batch(loaded: Loaded, prompts: list[Prompt]) -> dict:
 
 
 def _stop_ids(loaded: Loaded) -> list[int]:
-    from ..template.base import SpecialText
-
     ids = []
     for s in loaded.template.stop_strings(SpecialText.of(loaded.tokenizer)):
         tok = loaded.tokenizer.convert_tokens_to_ids(s)

@@ -8,9 +8,10 @@ import torch
 
 from .. import hub
 from ..config import ModelConfig
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..registry import CONNECTORS, ECG_ENCODERS, LLMS, TEMPLATES, VISION_TOWERS
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN
+from ..weights import load_state_file
 from .configuration import GemConfig
 from .modeling import GemForCausalLM
 from .sources import local_model_config, planning_model_config
@@ -132,9 +133,6 @@ def build_model(cfg: ModelConfig, tokenizer, origin: str | None = None) -> GemFo
 def load_connector(module, path: str, key: str) -> None:
     """Trained connector weights: a state dict of the connector alone, or a LLaVA projector file
     (``model.mm_projector.0.weight`` ...: everything up to ``mm_projector.`` is dropped)."""
-    from ..errors import CheckpointError
-    from ..weights import load_state_file
-
     state = {k.split("mm_projector.", 1)[-1]: v for k, v in load_state_file(path, key=key).items()}
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)

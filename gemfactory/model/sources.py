@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import hub
 from ..config import ModelConfig
+from ..errors import ConfigError
 from ..template.base import ECG_TOKEN, IMAGE_TOKEN
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,6 @@ def _vocab_length(cfg: ModelConfig, source: str, origin: str | None) -> tuple[in
     folder, _ = hub.planning_source(arch_source, "model.llm.path", "config", origin) if arch_source else (None, "")
     vocab = json.loads((Path(folder) / "config.json").read_text()).get("vocab_size") if folder else None
     if not vocab:
-        from ..errors import ConfigError
-
         raise ConfigError(f"model.llm.tokenizer: {source} is not cached and no config gives its vocabulary size; "
                           f"fetch it with: gemfactory download {origin or 'RECIPE'} --config-only")
     return int(vocab), "vocab_size of the LLM's config"

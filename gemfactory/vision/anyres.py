@@ -73,8 +73,6 @@ class AnyResLayout:
     # pixels and features -------------------------------------------------------------------
     def views(self, img: Image.Image, fill) -> list[Image.Image]:
         """The whole image at tile size, then the tiles of its best-fit resolution, row by row."""
-        from .base import expand_to_square
-
         target_h, target_w = self.best_resolution((img.height, img.width))
         scale = min(target_w / img.width, target_h / img.height)
         new_w, new_h = max(1, int(img.width * scale)), max(1, int(img.height * scale))
@@ -95,3 +93,14 @@ class AnyResLayout:
         stitched = stitched[top:top + h, left:left + w]
         stitched = torch.cat([stitched, newline.to(stitched.dtype).expand(h, 1, d)], dim=1)
         return torch.cat([feats[0], stitched.reshape(h * (w + 1), d)], dim=0)
+
+
+def expand_to_square(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """Pad to a square canvas, image centred (LLaVA-1.5's ``pad`` aspect mode)."""
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    canvas = Image.new(img.mode, (side, side), fill)
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas

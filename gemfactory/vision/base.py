@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from .anyres import AnyResLayout, expand_to_square
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -63,8 +64,6 @@ class VisionTower(nn.Module):
         return merged
 
     def anyres_layout(self):
-        from .anyres import AnyResLayout
-
         grid = self.options.get("anyres_grid")
         return AnyResLayout.from_options(grid, self.image_size, self.num_tokens) if grid else None
 
@@ -121,17 +120,6 @@ class ImagePreprocessor:
         std = np.asarray(self.std, dtype=np.float32)
         arr = (np.asarray(img, dtype=np.float32) / 255.0 - mean) / std
         return torch.from_numpy(arr.transpose(2, 0, 1).copy())
-
-
-def expand_to_square(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
-    """Pad to a square canvas, image centred (LLaVA-1.5's ``pad`` aspect mode)."""
-    w, h = img.size
-    if w == h:
-        return img
-    side = max(w, h)
-    canvas = Image.new(img.mode, (side, side), fill)
-    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-    return canvas
 
 
 def shortest_side_centre_crop(img: Image.Image, size: int) -> Image.Image:

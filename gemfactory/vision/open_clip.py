@@ -21,6 +21,7 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
+from ..weights import load_state_file
 from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, load_weights_into
 from .depth import needed_depth, tiny_depth
 
@@ -122,8 +123,6 @@ class OpenCLIPTower(VisionTower):
 
     def load_pretrained(self, path: str) -> None:
         from open_clip.model import resize_pos_embed
-
-        from ..weights import load_state_file
 
         state = {k.removeprefix("module."): v for k, v in load_state_file(path, key="model.vision.path").items()}
         if any(k.startswith("visual.") for k in state):

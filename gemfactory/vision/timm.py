@@ -23,6 +23,7 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
+from ..weights import load_state_file
 from .base import VisionTower, load_weights_into
 from .depth import needed_depth, tiny_depth
 
@@ -171,8 +172,6 @@ class TimmTower(VisionTower):
         return full, options
 
     def load_pretrained(self, path: str) -> None:
-        from ..weights import load_state_file
-
         state = {k.removeprefix("module."): v for k, v in load_state_file(path, key="model.vision.path").items()}
         load_weights_into(self.model, state, path, f"timm {self.arch['model_name']!r}")
 
