@@ -21,11 +21,10 @@ import argparse
 import ast
 import copy
 import json
-import subprocess
-import sys
-import tempfile
 import typing
 from pathlib import Path
+
+import seed_code
 
 SEED_REPO = "lanxiang1017/GEM"
 SEED_COMMIT = "c8a580faae819c57c008e94fa080f5d3c6881769"
@@ -39,21 +38,15 @@ CONVERSATIONS = [
 
 
 def git_show(mirror: str, path: str) -> str:
-    return subprocess.run(["git", f"--git-dir={mirror}", "show", f"{SEED_COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
+    return seed_code.git_show(mirror, SEED_COMMIT, path)
 
 
 def load_seed(mirror: str):
     import torch
     import transformers
 
-    folder = Path(tempfile.mkdtemp(prefix="gem_seed_"))
-    (folder / "gem_seed_conversation.py").write_text(git_show(mirror, "llava/conversation.py"))
-    sys.path.insert(0, str(folder))
-    import gem_seed_conversation as conversation_lib  # (the seed's file as it is)
-
-    constants: dict = {}
-    exec(git_show(mirror, "llava/constants.py"), constants)
+    conversation_lib = seed_code.import_seed_file(mirror, SEED_COMMIT, "llava/conversation.py", "gem_seed_conversation")
+    constants = seed_code.seed_constants(mirror, SEED_COMMIT)
     train = git_show(mirror, "llava/train/train.py")
     node = next(n for n in ast.parse(train).body if isinstance(n, ast.FunctionDef) and n.name == "preprocess_qwen")
     names = {"copy": copy, "torch": torch, "transformers": transformers, "Dict": typing.Dict,

@@ -25,14 +25,13 @@ samples, ``preprocess_plain``'s ids and labels (template ``plain``, LLaVA's stag
 from __future__ import annotations
 
 import argparse
-import ast
 import copy
 import json
-import subprocess
-import sys
-import tempfile
 import typing
 from pathlib import Path
+
+import seed_code
+from seed_code import function_source  # noqa: F401  (the ViP-LLaVA script imports it from here)
 
 SEED_REPO = "haotian-liu/LLaVA"
 SEED_COMMIT = "c121f0432da27facab705978f83c4ada465e46fd"
@@ -56,14 +55,7 @@ CAPTIONS = [
 
 
 def git_show(mirror: str, path: str) -> str:
-    return subprocess.run(["git", f"--git-dir={mirror}", "show", f"{SEED_COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
-
-
-def function_source(module_text: str, name: str) -> str:
-    tree = ast.parse(module_text)
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
-    return ast.get_source_segment(module_text, node)
+    return seed_code.git_show(mirror, SEED_COMMIT, path)
 
 
 def load_seed(mirror: str):
@@ -73,13 +65,8 @@ def load_seed(mirror: str):
     import transformers
     from packaging import version
 
-    folder = Path(tempfile.mkdtemp(prefix="llava_seed_"))
-    (folder / "llava_seed_conversation.py").write_text(git_show(mirror, "llava/conversation.py"))
-    sys.path.insert(0, str(folder))
-    import llava_seed_conversation as conversation_lib  # (the seed's file as it is)
-
-    constants: dict = {}
-    exec(git_show(mirror, "llava/constants.py"), constants)
+    conversation_lib = seed_code.import_seed_file(mirror, SEED_COMMIT, "llava/conversation.py", "llava_seed_conversation")
+    constants = seed_code.seed_constants(mirror, SEED_COMMIT)
     names = {
         "torch": torch, "transformers": transformers, "Dict": typing.Dict, "Sequence": typing.Sequence,
         "copy": copy, "DEFAULT_IMAGE_TOKEN": constants["DEFAULT_IMAGE_TOKEN"],

@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import seed_code
 
 SEED_REPO = "TinyLLaVA/TinyLLaVA_Factory"
 SEED_COMMIT = "53f12c7804102104d54064102b5d2139343e59c5"
@@ -49,8 +50,7 @@ CONVERSATIONS = [
 
 
 def git_show(mirror: str, path: str) -> str:
-    return subprocess.run(["git", f"--git-dir={mirror}", "show", f"{SEED_COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
+    return seed_code.git_show(mirror, SEED_COMMIT, path)
 
 
 def import_seed_templates(mirror: str) -> dict:

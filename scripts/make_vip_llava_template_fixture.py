@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 import typing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_llava_template_fixture import CONVERSATIONS, function_source, llama_tokenizer
+import seed_code  # noqa: E402
+from make_llava_template_fixture import CONVERSATIONS, llama_tokenizer  # noqa: E402
+from seed_code import function_source  # noqa: E402
 
 SEED_REPO = "mu-cai/ViP-LLaVA"
 SEED_COMMIT = "ab4e364125ba55767d35025ca3af6ee5b90b69e6"
@@ -28,21 +28,15 @@ OUT = DATA / "vip_llava_golden.json"
 
 
 def git_show(mirror: str, path: str) -> str:
-    return subprocess.run(["git", f"--git-dir={mirror}", "show", f"{SEED_COMMIT}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
+    return seed_code.git_show(mirror, SEED_COMMIT, path)
 
 
 def load_seed(mirror: str):
     import torch
     import transformers
 
-    folder = Path(tempfile.mkdtemp(prefix="vip_seed_"))
-    (folder / "vip_seed_conversation.py").write_text(git_show(mirror, "llava/conversation.py"))
-    sys.path.insert(0, str(folder))
-    import vip_seed_conversation as conversation_lib  # (the seed's file as it is)
-
-    constants: dict = {}
-    exec(git_show(mirror, "llava/constants.py"), constants)
+    conversation_lib = seed_code.import_seed_file(mirror, SEED_COMMIT, "llava/conversation.py", "vip_seed_conversation")
+    constants = seed_code.seed_constants(mirror, SEED_COMMIT)
     names = {"torch": torch, "transformers": transformers, "Dict": typing.Dict, "conversation_lib": conversation_lib,
              "IGNORE_INDEX": constants["IGNORE_INDEX"], "IMAGE_TOKEN_INDEX": constants["IMAGE_TOKEN_INDEX"]}
     exec(function_source(git_show(mirror, "llava/mm_utils.py"), "tokenizer_image_token"), names)
