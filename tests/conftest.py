@@ -65,3 +65,18 @@ def tiny_built(tiny_data):
     tok = build_tokenizer(recipe.model, _tokenizer_texts(recipe, template))
     model = build_model(recipe.model, tok)
     return recipe, tok, model, template
+
+
+@pytest.fixture(scope="session")
+def two_step_run(tiny_data, tmp_path_factory) -> Path:
+    """A run folder of the tiny recipe trained for 2 steps through the CLI (with its examples/), shared
+    by the tests that need some trained checkpoint, not a good one."""
+    import yaml
+
+    from gemfactory.cli import main
+
+    out = tmp_path_factory.mktemp("two-step-run")
+    recipe = tmp_path_factory.mktemp("two-step-recipe") / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_data, out)))
+    assert main(["-q", "train", str(recipe), "stages.finetune.max_steps=2"]) == 0
+    return out

@@ -13,9 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import tiny_recipe
 from gemfactory.app.uploads import MB, load_record
 from gemfactory.cli import main
 from gemfactory.ecg.spec import SignalSpec
@@ -114,13 +112,9 @@ def test_record_the_model_cannot_read_is_refused_by_name(shared_data):
 
 # the served app -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def checkpoint(tiny_data, tmp_path_factory) -> Path:
+def checkpoint(two_step_run) -> Path:
     """The tiny model trained for a few steps (a run folder)."""
-    out = tmp_path_factory.mktemp("app-run")
-    recipe = tmp_path_factory.mktemp("app-recipe") / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_data, out)))
-    assert main(["-q", "train", str(recipe), "stages.finetune.max_steps=2"]) == 0
-    return out
+    return two_step_run
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ import shutil
 
 import numpy as np
 import pytest
-import yaml
-from conftest import tiny_recipe
 
 from gemfactory.cli import main
 from gemfactory.data.ecg_io import write_ecg
@@ -19,12 +17,8 @@ REAL = {"s0010_re": (".hea", ".dat", ".xyz"), "JS00001": (".hea", ".mat"), "100"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("hr-run")
-    recipe = tmp_path_factory.mktemp("hr-recipe") / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_data, out)))
-    assert main(["-q", "train", str(recipe), "stages.finetune.max_steps=2"]) == 0
-    return out
+def checkpoint(two_step_run):
+    return two_step_run
 
 
 @pytest.fixture(scope="module")
