@@ -10,8 +10,10 @@ Sets (each printed with accuracy, per-class accuracy and the answer counts):
     band (bradycardia 40-55, normal 65-95, tachycardia 110-150 bpm), written as WFDB records with
     ``wfdb.wrsamp`` under ``--sim-dir`` once (about 2 s a record) and reused after;
 (c) real 12-lead records (``--real``; default: PTB s0010_re at 1000 Hz cut into three 10-s
-    windows, JS00001 at 500 Hz, PTB-XL 00001_lr at 100 Hz), labelled from the beat rate that
-    gemfactory's QRS detector (:mod:`gemfactory.data.qrs`) measures on lead II;
+    windows, JS00001 at 500 Hz, PTB-XL 00001_lr at 100 Hz, and the twelve 10-s 500 Hz Challenge
+    2021 records of tests/data/real12, four each with sinus bradycardia, sinus rhythm and sinus
+    tachycardia in their headers), labelled from the beat rate that gemfactory's QRS detector
+    (:mod:`gemfactory.data.qrs`) measures on lead II;
 (c') the same real records with only the header's sampling rate changed (x0.6 and x1.7 of the
     true rate), so the real waveforms play slower or faster: derived, not real slow/fast records;
 (d) every set again with the ECG replaced by an all-zero tensor (the answer can then only come
@@ -36,7 +38,11 @@ CLASSES = ("bradycardia", "normal", "tachycardia")
 SIM_BANDS = {"bradycardia": (40.0, 55.0), "normal": (65.0, 95.0), "tachycardia": (110.0, 150.0)}
 SIM_RATES = (250, 500, 1000)
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-REAL = ("tests/data/s0010_re", "tests/data/JS00001", "tests/data/ptbxl/00001_lr")
+REAL12 = ("E07500", "E07509", "E07512", "JS20007",  # sinus bradycardia in the header
+          "E07506", "E07513", "HR06004", "HR06005",  # sinus rhythm
+          "E07501", "E07502", "JS20013", "JS20016")  # sinus tachycardia
+REAL = ("tests/data/s0010_re", "tests/data/JS00001", "tests/data/ptbxl/00001_lr",
+        *(f"tests/data/real12/{name}" for name in REAL12))
 TIME_SCALES = (0.6, 1.7)
 
 
