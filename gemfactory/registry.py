@@ -201,6 +201,7 @@ ECG_ENCODERS = Registry("ECG encoder", "ecg", "gemfactory.ecg_encoders")
 CONNECTORS = Registry("connector", "connector", "gemfactory.connectors")
 TEMPLATES = Registry("template", "template", "gemfactory.templates")
 EVAL_TASKS = Registry("eval task", "eval.tasks", "gemfactory.eval_tasks")
+TUNE_TYPES = Registry("tune type", "tune", "gemfactory.tune_types")
 
 REGISTRIES: dict[str, Registry] = {
     "llms": LLMS,
@@ -209,4 +210,5 @@ REGISTRIES: dict[str, Registry] = {
     "connectors": CONNECTORS,
     "templates": TEMPLATES,
     "eval_tasks": EVAL_TASKS,
+    "tune_types": TUNE_TYPES,
 }

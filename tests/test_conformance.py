@@ -12,13 +12,16 @@ CHECKS = {
     "connectors": ["contract", "widths", "unknown option", "build", "token count", *MODULE_CHECKS],
     "templates": ["build", "tokenizer", "label mask", "generation prompt", "stop strings", "train step"],
     "eval_tasks": ["build", "examples", "reference answers", "unrelated answer", "score"],
+    "tune_types": ["contract", "components"],  # + one train step per component it applies to (below)
 }
+TUNE_STEPS = {"qlora": ["llm"]}  # the others: llm, ecg and connectors of the kit's tiny model
 
 
 @pytest.mark.parametrize(("kind", "name"), registered_components(), ids=lambda v: str(v))
 def test_component_passes_every_check(kind, name):
     findings = assert_conforms(kind, name)
-    assert [f.check for f in findings] == CHECKS[kind]
+    steps = [f"train step ({c})" for c in TUNE_STEPS.get(name, ["llm", "ecg", "connectors"])] if kind == "tune_types" else []
+    assert [f.check for f in findings] == CHECKS[kind] + steps
 
 
 def test_every_kind_has_components():

@@ -11,7 +11,7 @@ from gemfactory.config import StageConfig, recipe_from_dict
 from gemfactory.data.dataset import Collator, GemDataset
 from gemfactory.data.processor import Processor
 from gemfactory.errors import ConfigError
-from gemfactory.model.adapters import finish_tuning, lora_layers
+from gemfactory.tune.adapters import finish_tuning, lora_layers
 from gemfactory.train.tuning import apply_tuning
 
 
@@ -118,7 +118,7 @@ def test_lora_and_partial_settings_are_validated(tiny_built, tiny_data, tmp_path
 
 def test_qlora_without_bitsandbytes_fails_before_training(tiny_data, tmp_path, capsys):
     from gemfactory.cli import main
-    from gemfactory.train.tuning import qlora_available
+    from gemfactory.tune.qlora import qlora_available
 
     if qlora_available() is None:
         pytest.skip("bitsandbytes and CUDA are present here")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-KINDS = ("llms", "vision_towers", "ecg_encoders", "connectors", "templates", "eval_tasks")
+KINDS = ("llms", "vision_towers", "ecg_encoders", "connectors", "templates", "eval_tasks", "tune_types")
 # short names a user types: `gemfactory list vision 'clip*'`
 KIND_ALIASES = {"llm": "llms", "vision": "vision_towers", "vision_tower": "vision_towers", "ecg": "ecg_encoders",
                 "ecg_encoder": "ecg_encoders", "connector": "connectors", "template": "templates",
-                "eval": "eval_tasks", "eval_task": "eval_tasks", "task": "eval_tasks", "tasks": "eval_tasks"}
+                "eval": "eval_tasks", "eval_task": "eval_tasks", "task": "eval_tasks", "tasks": "eval_tasks",
+                "tune": "tune_types", "tune_type": "tune_types"}
 
 
 def kind_named(text: str) -> str | None:

@@ -13,10 +13,10 @@ from .fields import field_help
 from .loading import apply_override, deep_merge, load_recipe, recipe_from_dict
 from .model import ConnectorConfig, ECGConfig, LLMConfig, ModelConfig, VisionConfig
 from .recipe import Recipe, TrainingConfig
-from .stage import COMPONENTS, TUNE_TYPES, LoraConfig, PartialConfig, StageConfig, TuneConfig
+from .stage import COMPONENTS, LoraConfig, PartialConfig, StageConfig, TuneConfig
 
 __all__ = [
     "AugmentConfig", "COMPONENTS", "ConnectorConfig", "DataConfig", "ECGConfig", "LLMConfig", "LoraConfig",
-    "ModelConfig", "PartialConfig", "Recipe", "StageConfig", "TUNE_TYPES", "TrainingConfig", "TuneConfig",
+    "ModelConfig", "PartialConfig", "Recipe", "StageConfig", "TrainingConfig", "TuneConfig",
     "VisionConfig", "apply_override", "deep_merge", "field_help", "load_recipe", "recipe_from_dict",
 ]

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal, Optional
+from typing import Optional
 
+from ..errors import ConfigError, GemError
+from ..registry import TUNE_TYPES
 from .fields import help_field
 
-TUNE_TYPES = ("frozen", "full", "lora", "qlora", "partial")
 COMPONENTS = ("llm", "vision", "ecg", "connectors")
-TuneType = Literal["frozen", "full", "lora", "qlora", "partial"]
+TUNE_HELP = "a registered tune type (gemfactory list tune): frozen | full | lora | partial"
 
 
 @dataclass(eq=False)  # Mapping's equality: equal to the dict of the components that are set
@@ -17,13 +18,23 @@ class TuneConfig(Mapping):
     """How each component trains in a stage; a component left unset gets its default (llm full,
     vision frozen, ecg and connectors full). Read like a mapping of the components that are set."""
 
-    llm: Optional[TuneType] = help_field("frozen | full | lora | qlora | partial", default=None)
-    vision: Optional[TuneType] = help_field("frozen | full | lora | partial", default=None)
-    ecg: Optional[TuneType] = help_field("frozen | full | lora | partial", default=None)
-    connectors: Optional[TuneType] = help_field("frozen | full | lora | partial", default=None)
+    llm: Optional[str] = help_field(f"{TUNE_HELP} | qlora", default=None)
+    vision: Optional[str] = help_field(TUNE_HELP, default=None)
+    ecg: Optional[str] = help_field(TUNE_HELP, default=None)
+    connectors: Optional[str] = help_field(TUNE_HELP, default=None)
 
     def given(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(component, what is wrong) for every name that is no registered tune type."""
+        out = []
+        for comp, name in self.given().items():
+            try:
+                TUNE_TYPES.entry(name)
+            except GemError as exc:  # unknown (with suggestions), ambiguous or a broken plugin
+                out.append((comp, str(exc)))
+        return out
 
     # read as the Mapping of the components that are set (tune["llm"], tune.get("ecg"), tune.items())
     def __getitem__(self, component: str) -> str:
@@ -103,7 +114,8 @@ class StageConfig:
     ecg_folder: Optional[str] = help_field("overrides data.ecg_folder", default=None)
     template: Optional[str] = help_field("renders this stage's samples (LLaVA pretrains with `plain`); the "
                                          "checkpoint keeps model.template", default=None)
-    tune: TuneConfig = help_field("component -> frozen | full | lora | qlora | partial", default_factory=TuneConfig)
+    tune: TuneConfig = help_field("component -> tune type (frozen | full | lora | qlora | partial, or a plugin's)",
+                                  default_factory=TuneConfig)
     lora: LoraConfig = help_field("LoRA settings of the lora / qlora components", default_factory=LoraConfig)
     partial: dict[str, PartialConfig] = help_field(
         "what each `partial` component trains, e.g. partial: {llm: {last_n_layers: 2, modules: [lm_head]}}",
@@ -120,10 +132,13 @@ class StageConfig:
             self.lora = build(LoraConfig, self.lora, "stage config", f"{where}.lora")
         if any(isinstance(v, dict) for v in self.partial.values()):
             self.partial = build(dict[str, PartialConfig], self.partial, "stage config", f"{where}.partial")
+        for comp, problem in self.tune.problems():
+            raise ConfigError(f"stage config: {where}.tune.{comp}: {problem}")
 
     def problems(self) -> list[tuple[str, str]]:
         """(key path under stages.<name>, what is wrong) for every bad or inconsistent value."""
-        out = [(f"lora.{key}", problem) for key, problem in self.lora.problems()]
+        out = [(f"tune.{comp}", problem) for comp, problem in self.tune.problems()]
+        out += [(f"lora.{key}", problem) for key, problem in self.lora.problems()]
         for comp, spec in self.partial.items():
             if comp not in COMPONENTS:
                 out.append((f"partial.{comp}", f"unknown component; expected one of {list(COMPONENTS)}"))

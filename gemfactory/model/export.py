@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
-from .adapters import ADAPTER_INFO, load_adapter
+from ..tune.adapters import ADAPTER_INFO, load_adapter
 from .checkpoint import resolve_model_dir, save_checkpoint
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from ..registry import BUILTIN, REGISTRIES
 # kind -> module of this package whose ``check(name, findings)`` checks a component of that kind
 CHECKERS = {
     "llms": "llm", "vision_towers": "vision", "ecg_encoders": "ecg", "connectors": "connector",
-    "templates": "template", "eval_tasks": "eval_task",
+    "templates": "template", "eval_tasks": "eval_task", "tune_types": "tune_type",
 }
 
 

@@ -66,7 +66,8 @@ def check_train_step(findings: Findings, cfg: ModelConfig, part: str | None) -> 
     findings.check("train step", _train_step, cfg, part)
 
 
-def _train_step(cfg: ModelConfig, part: str | None) -> str:
+def tiny_model_and_batch(cfg: ModelConfig) -> tuple:
+    """(model, a two-sample training batch, the template) of the tiny config, seeded."""
     from ..data.dataset import Collator
     from ..data.processor import Processor
     from ..model.builder import build_model
@@ -78,10 +79,11 @@ def _train_step(cfg: ModelConfig, part: str | None) -> str:
     template = TEMPLATES.get(cfg.template or LLMS.get(cfg.llm.name).default_template)()
     processor = Processor.from_model(model, tokenizer, template, max_length=512)
     batch = Collator(tokenizer.pad_token_id)([_sample(processor, model, seed) for seed in (0, 1)])
+    return model, batch, template
 
-    module = model if part is None else getattr(model, part)
-    params = [p for p in module.parameters() if p.requires_grad]
-    before = [p.detach().clone() for p in params]
+
+def optimizer_step(model, batch) -> float:
+    """One AdamW step over the parameters that require grad; the loss before it."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
     model.train()
     loss = model(**batch).loss
@@ -89,12 +91,21 @@ def _train_step(cfg: ModelConfig, part: str | None) -> str:
         raise Failed(f"the tiny model's loss is {loss.item()} on its first batch")
     loss.backward()
     optimizer.step()
+    return loss.item()
+
+
+def _train_step(cfg: ModelConfig, part: str | None) -> str:
+    model, batch, template = tiny_model_and_batch(cfg)
+    module = model if part is None else getattr(model, part)
+    params = [p for p in module.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    loss = optimizer_step(model, batch)
     changed = sum(not torch.equal(b, p.detach()) for b, p in zip(before, params))
     what = "model" if part is None else part.replace("_", " ")
     if params and not changed:
         raise Failed(f"one step changed none of the {len(params)} parameter tensors of the {what}")
     moved = f"{changed} of {len(params)} {what} tensors changed" if params else f"no parameters in the {what}"
-    return f"one AdamW step of a tiny {cfg.llm.name.rpartition(':')[2]} model (template {template.name}): loss {loss.item():.3f}, {moved}"
+    return f"one AdamW step of a tiny {cfg.llm.name.rpartition(':')[2]} model (template {template.name}): loss {loss:.3f}, {moved}"
 
 
 def _sample(processor, model, seed: int) -> dict:

@@ -25,8 +25,7 @@ from ..registry import TEMPLATES
 from ..model.sources import model_paths, weights_missing
 from .memory import estimate_stage, meta_model
 from .trainer import deepspeed_config, zero_stage
-from ..model.adapters import finish_tuning
-from .tuning import apply_tuning, check_tuning, parameter_counts
+from .tuning import apply_tuning, check_tuning, finish_stage, parameter_counts
 
 TIMED_STEPS = 3
 CHARS_PER_TOKEN = 4  # a rough mean of BPE tokenizers on English text, for estimates without a tokenizer
@@ -61,7 +60,7 @@ def dry_run(recipe: Recipe, devices: int = 1, out=print) -> None:
                 stage.epochs * len(dataset) / (stage.batch_size * stage.gradient_accumulation_steps * devices))
             per_step = seconds * stage.gradient_accumulation_steps
             out(f"  time       {per_step:.2f} s/step here x {steps} steps ~ {per_step * steps / 60:.1f} min")
-        finish_tuning(model)
+        finish_stage(model, tunes)
 
 
 def unavailable_weights(recipe: Recipe) -> list[str]:

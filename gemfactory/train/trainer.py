@@ -18,7 +18,6 @@ from ..data.processor import Processor
 from ..data.recipe_tokenizer import tokenizer_for_recipe
 from ..data.sampler import GroupedSampler, item_lengths, item_modality
 from ..errors import ConfigError
-from ..model.adapters import finish_tuning
 from ..model.builder import build_model, recipe_template
 from ..model.checkpoint import point_latest, save_checkpoint
 from ..model.feature_cache import attach_feature_caches, detach_feature_caches
@@ -34,12 +33,7 @@ from .resume import (
     resume_point,
     stage_done,
 )
-from .tuning import (
-    apply_tuning,
-    check_tuning,
-    component_of,
-    parameter_counts,
-)
+from .tuning import apply_tuning, check_tuning, component_of, finish_stage, parameter_counts
 
 log = logging.getLogger(__name__)
 DEEPSPEED_DIR = Path(__file__).with_name("deepspeed")
@@ -364,7 +358,8 @@ def run_stage(recipe: Recipe, stage: StageConfig, model, tokenizer, template, ru
     detach_feature_caches(model)
     if packed_kernel is not None:
         model.language_model.set_attn_implementation(packed_kernel)  # the checkpoint keeps the usual kernel
-    return save_stage_model(trainer, model, tokenizer, recipe, stage.name, run_dir, zero)
+    adapter = finish_stage(model, tunes)
+    return save_stage_model(trainer, model, tokenizer, recipe, stage.name, run_dir, zero, adapter)
 
 
 def stage_dataset(recipe: Recipe, stage: StageConfig, model, tokenizer, template) -> tuple:
@@ -382,10 +377,11 @@ def stage_dataset(recipe: Recipe, stage: StageConfig, model, tokenizer, template
     return processor, dataset
 
 
-def save_stage_model(trainer, model, tokenizer, recipe: Recipe, stage: str, run_dir: Path, zero) -> Path:
-    """End of a stage: merge a LoRA adapter into the weights (and keep it in model/adapter/), gather
-    ZeRO-3 shards (every rank takes part), rank 0 writes ``<stage>/model`` and points ``latest`` at it."""
-    adapter = finish_tuning(model)
+def save_stage_model(trainer, model, tokenizer, recipe: Recipe, stage: str, run_dir: Path, zero,
+                     adapter=None) -> Path:
+    """End of a stage, after its tune types finished: keep a merged LoRA adapter in model/adapter/,
+    gather ZeRO-3 shards (every rank takes part), rank 0 writes ``<stage>/model`` and points
+    ``latest`` at it."""
     if adapter is not None:
         log.info("stage %s: LoRA adapter merged into the weights; also saved in model/adapter", stage)
     extra = (lambda folder: adapter.save(folder / "adapter", merged=True)) if adapter is not None else None

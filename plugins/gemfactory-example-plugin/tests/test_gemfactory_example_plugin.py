@@ -4,7 +4,7 @@ import torch
 
 from gemfactory.ecg.spec import SignalSpec
 from gemfactory.errors import ConfigError
-from gemfactory.registry import CONNECTORS, ECG_ENCODERS, TEMPLATES
+from gemfactory.registry import CONNECTORS, ECG_ENCODERS, TEMPLATES, TUNE_TYPES
 from gemfactory.template.base import IGNORE_INDEX, SpecialText, Turn
 from gemfactory.testing import assert_conforms
 
@@ -13,13 +13,14 @@ pytest.importorskip("gemfactory_example_plugin", reason="gemfactory-example-plug
 
 
 @pytest.mark.parametrize(("kind", "name"), [("ecg_encoders", "beat_lstm"), ("connectors", "pooled_linear"),
-                                            ("templates", "alpaca")])
+                                            ("templates", "alpaca"), ("tune_types", "norm_only")])
 def test_component_passes_the_conformance_kit(kind, name):
     assert_conforms(kind, name)
 
 
 def test_components_come_from_this_distribution():
-    for reg, name in ((ECG_ENCODERS, "beat_lstm"), (CONNECTORS, "pooled_linear"), (TEMPLATES, "alpaca")):
+    for reg, name in ((ECG_ENCODERS, "beat_lstm"), (CONNECTORS, "pooled_linear"), (TEMPLATES, "alpaca"),
+                      (TUNE_TYPES, "norm_only")):
         assert reg.entry(name).origin == "gemfactory-example-plugin"
 
 
@@ -70,3 +71,26 @@ def test_alpaca_renders_instructions_and_supervises_only_responses():
     words = enc.text.split()
     assert [w for w, label in zip(words, enc.labels) if label != IGNORE_INDEX] == ["Normal.</s>", "Sinus.</s>"]
     assert template.stop_strings(SpecialText("<s>", "</s>")) == ["</s>"]
+
+
+def test_norm_only_stage_trains_just_the_norms_of_its_component():
+    from gemfactory.config import recipe_from_dict
+    from gemfactory.testing.train_step import model_config, tiny_model_and_batch
+    from gemfactory.train.tuning import apply_tuning
+
+    stage = recipe_from_dict({"stages": [{"name": "s", "tune": {"llm": "norm_only", "ecg": "frozen",
+                                                                "connectors": "frozen"}}]}).stage("s")
+    model, _, _ = tiny_model_and_batch(model_config())
+    assert apply_tuning(model, stage)["llm"] == "norm_only"
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained and all(n.startswith("language_model.") and "norm" in n for n in trained), trained
+
+
+def test_norm_only_refuses_a_component_without_norms():
+    from gemfactory.config import StageConfig
+    from gemfactory.testing.train_step import model_config, tiny_model_and_batch
+    from gemfactory.train.tuning import apply_tuning
+
+    model, _, _ = tiny_model_and_batch(model_config())
+    with pytest.raises(ConfigError, match=r"stages\.s\.tune\.connectors: norm_only found no normalisation layer"):
+        apply_tuning(model, StageConfig(name="s", tune={"connectors": "norm_only"}))

@@ -1,5 +1,6 @@
 """LoRA adapters of a GemForCausalLM: taken out of the model, saved, loaded, merged into the base
-weights. Training injects them (:mod:`gemfactory.train.tuning`); export and loading use them here."""
+weights. The ``lora`` tune type injects them (:mod:`gemfactory.tune.lora`); export and loading use
+them here."""
 from __future__ import annotations
 
 import json
