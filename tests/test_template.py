@@ -126,3 +126,14 @@ def test_template_check_cli_fails_on_a_broken_sample(tiny_data, tmp_path, capsys
     assert "\u27e6" in out  # the good sample is shown with its supervised span marked
     assert "--- broken-1: FAILED: turn 1: empty assistant reply" in out
     assert err.strip() == "error: template vicuna_v1: 1 of 2 samples failed the check"
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES.names()))
+def test_marker_text_holds_the_words_a_rendered_conversation_wraps_its_messages_in(name):
+    from gemfactory.template.base import SpecialText
+
+    template = TEMPLATES.get(name)()
+    turns = [Turn("user", "q1"), Turn("assistant", "a1"), Turn("user", "q2")]
+    rendered = "".join(text for text, _ in template.segments(turns, SpecialText(), True))
+    around = rendered.replace("q1", " ").replace("a1", " ").replace("q2", " ").split()
+    assert around == template.marker_text().split(), (around, template.marker_text())  # plain: none

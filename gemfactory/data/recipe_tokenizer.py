@@ -8,11 +8,13 @@ import dataclasses
 from ..errors import ConfigError
 from ..model.builder import build_tokenizer, recipe_template
 from ..model.sources import VocabOnlyTokenizer, planning_tokenizer
+from ..registry import TEMPLATES
 from .dataset import load_items
 
 
 def tokenizer_texts(recipe, template) -> list[str]:
-    """Texts a tiny tokenizer is trained on: the first stage's data plus the template's words."""
+    """Texts a tiny tokenizer is trained on: the first stage's data plus the marker words of the
+    recipe's template and of every stage's own template."""
     train = recipe.stages[0].train or recipe.data.train
     if not train:
         raise ConfigError(f"{recipe.source}: data.train: no training data given")
@@ -24,8 +26,8 @@ def tokenizer_texts(recipe, template) -> list[str]:
         context = item.get("context")
         if isinstance(context, dict):  # LLaVA-Graph caption / OCR lines are prompt text too
             texts.extend(f"{k.capitalize()}: {v}" for k, v in context.items() if isinstance(v, str))
-    texts.append(getattr(template, "system", ""))
-    texts.append("USER: ASSISTANT: <|user|> <|assistant|> system user assistant model")
+    stage_templates = [TEMPLATES.get(stage.template)() for stage in recipe.stages if stage.template]
+    texts.extend(t.marker_text() for t in [template, *stage_templates])
     return texts
 
 

@@ -63,6 +63,13 @@ class ChatTemplate:
     def stop_strings(self, sp: SpecialText) -> list[str]:
         return [sp.eos] if sp.eos else []
 
+    def marker_text(self) -> str:
+        """The words this template writes around the messages (its system prompt, role markers and
+        separators): two user turns and a reply, all empty, rendered without special tokens. A
+        tokenizer trained for the template learns them from this text."""
+        turns = [Turn("user", ""), Turn("assistant", ""), Turn("user", "")]
+        return "".join(text for text, _ in self.segments(turns, SpecialText(), add_generation_prompt=True))
+
     def with_system(self, turns: list[Turn]) -> tuple[str, list[Turn]]:
         if turns and turns[0].role == "system":
             return turns[0].text, turns[1:]

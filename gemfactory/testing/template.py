@@ -14,7 +14,7 @@ from .train_step import SYSTEM, check_train_step, conversation, model_config, ti
 def check(name: str, findings: Findings) -> None:
     template = findings.need("build", _build, name)
     family = paired_family(name)
-    tokenizer = findings.need("tokenizer", lambda: (tiny_tokenizer(family), f"the {family.rpartition(':')[2]} family's, trained by the kit"))
+    tokenizer = findings.need("tokenizer", lambda: (tiny_tokenizer(family, name), f"the {family.rpartition(':')[2]} family's, trained by the kit"))
     findings.check("label mask", _label_mask, template, tokenizer)
     findings.check("generation prompt", _generation_prompt, template, tokenizer)
     findings.check("stop strings", _stop_strings, template, tokenizer)

@@ -24,8 +24,7 @@ CONTEXT_ECG = dict(name="gemfactory:vit1d", arch={"tiny": True, "width": 32, "la
 SYSTEM = Turn("system", "You read electrocardiograms.")
 QUESTIONS = [("What is the rhythm of this {m}?", "Sinus rhythm at 72 beats per minute."),
              ("Is the rate normal?", "Yes, the rate is normal.")]
-TOKENIZER_TEXTS = [text for pair in QUESTIONS for text in pair] * 4 + [
-    SYSTEM.text, "ECG image USER: ASSISTANT: system user assistant model You are a helpful assistant."]
+TOKENIZER_TEXTS = [text for pair in QUESTIONS for text in pair] * 4 + [SYSTEM.text, "ECG image"]
 
 
 def conversation(placeholder: str = "<ecg>", modality: str = "ECG") -> list[Turn]:
@@ -36,11 +35,15 @@ def conversation(placeholder: str = "<ecg>", modality: str = "ECG") -> list[Turn
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_tokenizer(llm: str):
-    """The LLM family's byte-level BPE trained on the kit's texts, with the placeholder tokens."""
+def tiny_tokenizer(llm: str, template: str | None = None):
+    """The LLM family's byte-level BPE trained on the kit's texts and the marker words of
+    ``template`` (default: the family's), with the placeholder tokens."""
     from ..model.builder import build_tokenizer
+    from ..registry import LLMS, TEMPLATES
 
-    return build_tokenizer(ModelConfig(llm=LLMConfig(name=llm, tokenizer_vocab_size=TOKENIZER_VOCAB)), TOKENIZER_TEXTS)
+    markers = TEMPLATES.get(template or LLMS.get(llm).default_template)().marker_text()
+    cfg = ModelConfig(llm=LLMConfig(name=llm, tokenizer_vocab_size=TOKENIZER_VOCAB))
+    return build_tokenizer(cfg, [*TOKENIZER_TEXTS, markers])
 
 
 def model_config(llm: str = "gemfactory:vicuna", llm_arch: dict | None = None, vision: dict | None = None,
@@ -73,7 +76,7 @@ def tiny_model_and_batch(cfg: ModelConfig) -> tuple:
     from ..model.builder import build_model
     from ..registry import LLMS, TEMPLATES
 
-    tokenizer = tiny_tokenizer(cfg.llm.name)
+    tokenizer = tiny_tokenizer(cfg.llm.name, cfg.template)
     torch.manual_seed(0)
     model = build_model(cfg, tokenizer)
     template = TEMPLATES.get(cfg.template or LLMS.get(cfg.llm.name).default_template)()
