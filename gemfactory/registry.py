@@ -11,14 +11,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
-import pkgutil
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from .errors import DuplicateComponent, PluginError, UnknownComponent
-
-BUILTIN = "gemfactory"
+from .errors import DuplicateComponent, GemError, PluginError, UnknownComponent
+from .registry_index import BUILTIN, BuiltinIndex, scan_package
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,7 @@ class Registry:
         self._patterns: list[tuple[re.Pattern, str, Callable]] = []  # (regex, shown name, factory)
         self._loaded_builtins = False
         self._loaded_plugins = False
+        self._index: BuiltinIndex | None = None
 
     # registration -------------------------------------------------------------------------
     def register(self, name: str) -> Callable[[Any], Any]:
@@ -78,14 +77,25 @@ class Registry:
         self._plugins[key] = Entry(name, obj, distribution, version)
 
     # loading ------------------------------------------------------------------------------
+    def index(self) -> BuiltinIndex:
+        """The built-in names read from the package's decorators (no import); loading checks them."""
+        if self._index is None:
+            self._index = scan_package(self.package)
+        return self._index
+
     def _load_builtins(self) -> None:
         if self._loaded_builtins:
             return
         self._loaded_builtins = True
-        pkg = importlib.import_module(f"gemfactory.{self.package}")
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"gemfactory.{self.package}.{info.name}")
+        index = self.index()
+        for module in index.modules:
+            importlib.import_module(module)
+        from_package = {n for n, e in self._builtins.items() if getattr(e.obj, "__module__", "") in index.modules}
+        unread = sorted((from_package - set(index.exact)) | (set(index.exact) - set(self._builtins)))
+        if unread:  # every registration must be the decorator the index reads, or list would differ
+            raise GemError(
+                f"{self.kind} {unread[0]!r}: registered in gemfactory/{self.package.replace('.', '/')}/ other than by "
+                f"a top-level @REGISTRY.register(\"literal name\") decorator, which gemfactory list reads")
 
     def _load_plugins(self) -> None:
         if self._loaded_plugins:

@@ -1,8 +1,8 @@
 """What ``gemfactory list`` shows, read from source instead of importing the components.
 
 Importing a component means importing torch (seconds); listing needs only names, origins and the
-first docstring line. Built-ins are found by their ``@REGISTRY.register("name")`` /
-``register_pattern(regex, "shown")`` decorators in ``gemfactory/<package>/*.py``; a plugin entry
+first docstring line. Built-ins come from the registry's index of its decorators
+(:mod:`gemfactory.registry_index`, the same index loading checks against); a plugin entry
 point ``module:Attr`` is located with ``importlib.util.find_spec`` (which finds a module without
 running it) and ``Attr`` read as a top-level class or function. A plugin whose entry point cannot
 be read this way is imported as before. Import errors of plugins show only when they are imported:
@@ -13,68 +13,16 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import BUILTIN, Registry
-
-
-@dataclass(frozen=True)
-class Listed:
-    name: str
-    origin: str
-    version: str
-    summary: str
-
-
-def first_line(doc: str | None) -> str:
-    lines = (doc or "").strip().splitlines()
-    return lines[0] if lines else ""
-
-
-def registry_names() -> dict[str, Registry]:
-    """Variable name in gemfactory.registry -> registry (LLMS, TEMPLATES, ...)."""
-    from . import registry
-
-    return {k: v for k, v in vars(registry).items() if isinstance(v, Registry)}
+from .registry import Registry
+from .registry_index import Listed, first_line
 
 
 def builtin_listing(reg: Registry) -> tuple[list[Listed], list[Listed]]:
-    """(exact names sorted, name patterns) of the built-ins."""
-    package = Path(__file__).parent.joinpath(*reg.package.split("."))
-    variables = {name for name, r in registry_names().items() if r is reg}
-    exact, patterns = {}, []
-    for path in sorted(package.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        module_doc = first_line(ast.get_docstring(tree))
-        for node in tree.body:
-            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
-                continue
-            for deco in node.decorator_list:
-                found = _registration(deco, variables)
-                if found is None:
-                    continue
-                method, args = found
-                summary = first_line(ast.get_docstring(node)) or module_doc
-                if method == "register":
-                    exact[args[0]] = Listed(args[0], BUILTIN, "", summary)
-                else:
-                    patterns.append(Listed(args[1], BUILTIN, "", summary))
-    return [exact[n] for n in sorted(exact)], patterns
-
-
-def _registration(deco: ast.expr, variables: set[str]) -> tuple[str, list[str]] | None:
-    """("register", [name]) / ("register_pattern", [regex, shown]) for a decorator on ``variables``."""
-    if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
-            and isinstance(deco.func.value, ast.Name) and deco.func.value.id in variables
-            and deco.func.attr in ("register", "register_pattern")):
-        return None
-    args = [a.value for a in deco.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-    if len(args) != len(deco.args) or len(args) != (1 if deco.func.attr == "register" else 2):
-        raise ValueError(f"cannot read registration {ast.unparse(deco)} without importing it")
-    return deco.func.attr, args
+    """(exact names sorted, name patterns) of the built-ins, from the registry's own index."""
+    index = reg.index()
+    return [index.exact[n] for n in sorted(index.exact)], [listed for _, listed in index.patterns]
 
 
 def plugin_source_summary(value: str) -> str | None:

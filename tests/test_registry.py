@@ -151,3 +151,35 @@ def test_registry_list_matches_wildcards_exactly():
     assert VISION_TOWERS.list("clip") == ["clip"]
     assert VISION_TOWERS.list("CLIP") == []  # names are exact and lower-case
     assert "mlp{N}x_gelu" in CONNECTORS.list("mlp*") and CONNECTORS.list("*") == CONNECTORS.names()
+
+
+def test_a_registration_the_index_cannot_read_is_refused_on_load(tmp_path, monkeypatch):
+    """The decorators are the one source of names: `list` reads them from source and loading checks
+    that importing the package registers exactly those, so a name registered any other way fails."""
+    import importlib
+    import sys
+
+    import gemfactory
+    from gemfactory import registry_index
+    from gemfactory.errors import GemError
+
+    pkg = tmp_path / "fakekind"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text('from gemfactory.registry import Registry\n'
+                                     'FAKES = Registry("fake", "fakekind", "gemfactory.fakes")\n')
+    (pkg / "good.py").write_text('"""Good ones."""\nfrom . import FAKES\n\n\n@FAKES.register("good")\n'
+                                 'class Good:\n    """A good one."""\n')
+    monkeypatch.setattr(registry_index, "PACKAGE_ROOT", tmp_path)
+    monkeypatch.setattr(gemfactory, "__path__", [*gemfactory.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "gemfactory.fakekind", raising=False)
+    fakes = importlib.import_module("gemfactory.fakekind").FAKES
+    assert fakes.names() == ["good"] and fakes.index().exact["good"].summary == "A good one."
+
+    (pkg / "sneaky.py").write_text('from . import FAKES\n\n\nclass Sneaky:\n    pass\n\n\n'
+                                   'FAKES.register("sneaky")(Sneaky)\n')
+    for name in [m for m in sys.modules if m.startswith("gemfactory.fakekind")]:
+        monkeypatch.delitem(sys.modules, name)
+    fakes = importlib.import_module("gemfactory.fakekind").FAKES
+    with pytest.raises(GemError, match=r"fake 'sneaky': registered in gemfactory/fakekind/ other than by a "
+                                       r"top-level @REGISTRY\.register\(\"literal name\"\) decorator"):
+        fakes.names()
