@@ -299,3 +299,13 @@ def test_component_trains_inside_the_full_model(case, tiny_data, tokenizer, tmp_
     model.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, loaded(**batch).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize(("tower", "example"), [("timm", "vit_base_patch16_224"), ("open_clip", "ViT-B-32")])
+def test_library_towers_name_the_missing_model_name(tower, example):
+    from gemfactory.errors import ConfigError
+    from gemfactory.registry import VISION_TOWERS
+
+    with pytest.raises(ConfigError, match=rf"model\.vision\.arch\.model_name: required for the {tower} tower, "
+                                          rf"e\.g\. '{example}'"):
+        VISION_TOWERS.get(tower).resolve({}, {}, None)

@@ -16,6 +16,12 @@ def kind_named(text: str) -> str | None:
     return text if text in KINDS else KIND_ALIASES.get(text)
 
 
+def add_recipe_args(s: argparse.ArgumentParser, example: str = "training.seed=1") -> None:
+    """RECIPE and its dotted overrides (given before the options)."""
+    s.add_argument("recipe")
+    s.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
+
+
 def add_load_flags(s: argparse.ArgumentParser) -> None:
     """How to load the checkpoint (passed to ``load_pretrained_model``, which validates them)."""
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import sys
 
+from .common import add_recipe_args
+
 
 def register(sub) -> None:
     s = sub.add_parser("download", help="fetch every Hugging Face repo a recipe names into the hub cache "
                                         "(HF_HOME / HF_HUB_CACHE), with progress")
-    s.add_argument("recipe")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.llm.path=org/name@rev")
+    add_recipe_args(s, "model.llm.path=org/name@rev")
     s.add_argument("--config-only", action="store_true",
                    help="only config, tokenizer and preprocessor files: enough for memory, train --dry-run "
                         "and recipe check")

@@ -4,13 +4,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import positive
+from .common import add_recipe_args, positive
 
 
 def register(sub) -> None:
     s = sub.add_parser("train", help="train a recipe")
-    s.add_argument("recipe")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.seed=1")
+    add_recipe_args(s)
     s.add_argument("--dry-run", action="store_true",
                    help="build the model and print parameters, sequence lengths, memory and time estimates")
     s.add_argument("--devices", type=int, default=1, help="devices to plan memory for (--dry-run)")
@@ -20,8 +19,7 @@ def register(sub) -> None:
 
     s = sub.add_parser("memory", help="estimate each stage's GPU memory per device (no weights loaded) and "
                                       "whether it fits --gpu-memory")
-    s.add_argument("recipe")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stages.finetune.batch_size=2")
+    add_recipe_args(s, "stages.finetune.batch_size=2")
     s.add_argument("--gpu-memory", type=positive(float), metavar="GIB", help="memory of one GPU in GiB, e.g. 24")
     s.add_argument("--devices", type=positive(int), default=1, help="GPUs the run is spread over (ZeRO splits states)")
     s.set_defaults(func=cmd_memory)
@@ -29,16 +27,14 @@ def register(sub) -> None:
     s = sub.add_parser("template", help="template tools")
     tsub = s.add_subparsers(dest="template_command", required=True, metavar="TOOL")
     t = tsub.add_parser("check", help="render samples with the supervised spans marked")
-    t.add_argument("recipe")
-    t.add_argument("overrides", nargs="*")
+    add_recipe_args(t, "data.max_length=512")
     t.add_argument("--n", type=int, default=3)
     t.set_defaults(func=cmd_template_check)
 
     s = sub.add_parser("recipe", help="recipe tools")
     rsub = s.add_subparsers(dest="recipe_command", required=True, metavar="TOOL")
     r = rsub.add_parser("check", help="validate a recipe and build its model config (--tiny: train its tiny twin)")
-    r.add_argument("recipe")
-    r.add_argument("overrides", nargs="*", help="dotted overrides (before the options)")
+    add_recipe_args(r, "model.llm.path=org/name")
     r.add_argument("--tiny", action="store_true",
                    help="build the recipe's architecture at test size (no weights) and run one step per stage")
     r.add_argument("--data", metavar="DIR",

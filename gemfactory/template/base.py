@@ -60,6 +60,10 @@ class ChatTemplate:
     def segments(self, turns: list[Turn], sp: SpecialText, add_generation_prompt: bool):
         raise NotImplementedError
 
+    def bos(self, sp: SpecialText) -> str:
+        """The BOS text a conversation starts with ("" when the template writes none)."""
+        return sp.bos if self.add_bos else ""
+
     def stop_strings(self, sp: SpecialText) -> list[str]:
         return [sp.eos] if sp.eos else []
 

@@ -24,7 +24,7 @@ class ChatML(ChatTemplate):
 
     def segments(self, turns, sp, add_generation_prompt):
         system, turns = self.with_system(turns)
-        yield (sp.bos if self.add_bos else "") + f"{IM_START}system\n{system}{IM_END}\n", False
+        yield self.bos(sp) + f"{IM_START}system\n{system}{IM_END}\n", False
         for turn in turns:
             yield f"{IM_START}{turn.role}\n", False
             if turn.role == "assistant":

@@ -22,7 +22,7 @@ class GemmaTemplate(ChatTemplate):
 
     def segments(self, turns, sp, add_generation_prompt):
         system, turns = self.with_system(turns)
-        yield sp.bos if self.add_bos else "", False
+        yield self.bos(sp), False
         for i, turn in enumerate(turns):
             text = turn.text.strip()
             if i == 0 and system.strip():

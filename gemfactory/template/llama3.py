@@ -28,7 +28,7 @@ class Llama3Template(ChatTemplate):
     def segments(self, turns, sp, add_generation_prompt):
         given = bool(turns) and turns[0].role == "system"  # written even when empty, as Meta's is
         system, turns = self.with_system(turns)
-        head = sp.bos if self.add_bos else ""
+        head = self.bos(sp)
         if given or system:
             head += self.header("system") + system.strip() + EOT
         yield head, False

@@ -14,7 +14,7 @@ class Plain(ChatTemplate):
 
     def segments(self, turns, sp, add_generation_prompt):
         _, turns = self.with_system(turns)
-        yield (sp.bos if self.add_bos else ""), False
+        yield self.bos(sp), False
         for turn in turns:
             if turn.role == "user":
                 found = sorted((turn.text.find(p), p) for p in PLACEHOLDERS if p in turn.text)

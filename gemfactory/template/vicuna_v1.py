@@ -19,7 +19,7 @@ class VicunaV1(ChatTemplate):
 
     def segments(self, turns, sp, add_generation_prompt):
         system, turns = self.with_system(turns)
-        yield (sp.bos if self.add_bos else "") + system + " ", False
+        yield self.bos(sp) + system + " ", False
         for turn in turns:
             if turn.role == "user":
                 yield f"USER: {turn.text} ASSISTANT:", False

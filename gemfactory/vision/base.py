@@ -171,3 +171,11 @@ def load_weights_into(module: nn.Module, state: dict, path: str, what: str) -> N
     if missing:
         raise CheckpointError(f"model.vision.path: {path} lacks weights for {len(missing)} parameters of "
                               f"{what}, e.g. {missing[:3]}")
+
+
+def model_name_in(arch: dict, tower: str, example: str, catalogue: str) -> str:
+    """``arch['model_name']`` of a tower a library builds from a name, or a ConfigError."""
+    if "model_name" not in arch:
+        raise ConfigError(f"model.vision.arch.model_name: required for the {tower} tower, e.g. {example!r} "
+                          f"(see {catalogue})")
+    return str(arch["model_name"])

@@ -22,7 +22,7 @@ import torch
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
 from ..weights import load_state_file
-from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, load_weights_into
+from .base import CLIP_MEAN, CLIP_STD, VisionTower, check_layers, load_weights_into, model_name_in
 from .depth import needed_depth, tiny_depth
 
 _TOP_KEYS = ("model_name", "embed_dim", "quick_gelu")
@@ -75,12 +75,8 @@ class OpenCLIPTower(VisionTower):
 
         options = cls.check_options(options)
         arch = dict(arch)
-        if "model_name" not in arch:
-            raise ConfigError(
-                "model.vision.arch.model_name: required for the open_clip tower, e.g. 'ViT-B-32' "
-                "(see open_clip.list_models())"
-            )
-        name = str(arch.pop("model_name"))
+        name = model_name_in(arch, "open_clip", "ViT-B-32", "open_clip.list_models()")
+        arch.pop("model_name")
         model_cfg = _model_config(name)
         fields = {f.name for f in dataclasses.fields(CLIPVisionCfg)}
         unknown = set(arch) - fields - set(_TOP_KEYS)

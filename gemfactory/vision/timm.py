@@ -24,7 +24,7 @@ import torch
 from ..errors import ConfigError
 from ..registry import VISION_TOWERS
 from ..weights import load_state_file
-from .base import VisionTower, load_weights_into
+from .base import VisionTower, load_weights_into, model_name_in
 from .depth import needed_depth, tiny_depth
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,7 @@ class TimmTower(VisionTower):
         given = {k: v for k, v in options.items() if v is not None}
         options = cls.check_options(options)
         kwargs = dict(arch)
-        if "model_name" not in kwargs:
-            raise ConfigError(
-                "model.vision.arch.model_name: required for the timm tower, e.g. 'vit_base_patch16_224' "
-                "(see timm.list_models())"
-            )
+        model_name_in(kwargs, "timm", "vit_base_patch16_224", "timm.list_models()")
         if "pretrained" in kwargs:
             raise ConfigError(
                 "model.vision.arch.pretrained: not used; the model is built from its config and the "
