@@ -136,5 +136,4 @@ def test_stage_config_made_in_code_gets_the_same_typed_sections():
     s = StageConfig(name="s", tune={"llm": "lora"}, lora={"r": 2, "target_modules": {"llm": ["v_proj"]}})
     assert s.tune.get("llm") == "lora" and "vision" not in s.tune and s.lora == LoraConfig(
         r=2, target_modules={"llm": ["v_proj"]})
-    with pytest.raises(ConfigError, match=r"stage config: stages\.s\.tune\.llm: unknown tune type 'half' "):
-        StageConfig(name="s", tune={"llm": "half"})
+    assert [k for k, _ in StageConfig(name="s", tune={"llm": "half"}).problems()] == ["tune.llm"]

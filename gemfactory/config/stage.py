@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from ..errors import ConfigError, GemError
+from ..errors import GemError
 from ..registry import TUNE_TYPES
 from .fields import help_field
 
@@ -132,8 +132,6 @@ class StageConfig:
             self.lora = build(LoraConfig, self.lora, "stage config", f"{where}.lora")
         if any(isinstance(v, dict) for v in self.partial.values()):
             self.partial = build(dict[str, PartialConfig], self.partial, "stage config", f"{where}.partial")
-        for comp, problem in self.tune.problems():
-            raise ConfigError(f"stage config: {where}.tune.{comp}: {problem}")
 
     def problems(self) -> list[tuple[str, str]]:
         """(key path under stages.<name>, what is wrong) for every bad or inconsistent value."""
