@@ -12,7 +12,7 @@ def write(tmp_path, name, text):
 
 def test_tiny_recipe_loads_with_types(tmp_path):
     r = load_recipe("recipes/tiny-gem.yaml")
-    assert r.model.llm.name == "vicuna" and r.model.ecg.name == "vit1d"
+    assert r.model.llm.name == "vicuna" and r.model.ecg.name == "resnet1d"
     assert r.stages[0].name == "finetune" and isinstance(r.stages[0].lr, float)
     assert r.model.connectors["ecg"].name == "mlp2x_gelu"
 
