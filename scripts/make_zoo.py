@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 # name -> dotted overrides of recipes/tiny-gem.yaml (each checked with `gemfactory recipe check`)
 COMBOS = {
-    "tiny-gem-vit1d": [],
-    "tiny-gem-resnet1d": ["model.ecg.name=resnet1d", "model.ecg.arch={widths: [32, 64], blocks: [1, 1]}"],
+    "tiny-gem-resnet1d": [],  # the recipe's own encoder
+    "tiny-gem-vit1d": ["model.ecg.name=vit1d", "model.ecg.arch={tiny: true, width: 128, layers: 4, heads: 4, patch_size: 25}"],
     "tiny-gem-ecg_image": ["model.ecg.name=ecg_image", "model.ecg.arch={tiny: true}"],
 }
 SETTINGS = {"full": {"n_train": 1200, "n_test": 100, "steps": ["stages.finetune.epochs=2"]},
