@@ -14,7 +14,7 @@ CHECKS = {
     "eval_tasks": ["build", "examples", "reference answers", "unrelated answer", "score"],
     "tune_types": ["contract", "components"],  # + one train step per component it applies to (below)
 }
-TUNE_STEPS = {"qlora": ["llm"]}  # the others: llm, ecg and connectors of the kit's tiny model
+TUNE_STEPS = {"qlora": ["llm"], "gemfactory-example-plugin:norm_only": ["llm", "ecg"]}  # the others: llm, ecg and connectors of the kit's tiny model
 
 
 @pytest.mark.parametrize(("kind", "name"), registered_components(), ids=lambda v: str(v))

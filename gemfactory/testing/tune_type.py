@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..registry import TUNE_TYPES
 from ..train.tuning import apply_tuning, finish_stage
 from ..tune.adapters import lora_layers
-from ..tune.base import PREFIX, TuneType
+from ..tune.base import PREFIX, TuneType, components
 from .kit import Failed, Findings
 from .modules import subclass_of
 from .train_step import model_config, optimizer_step, tiny_model_and_batch
@@ -41,17 +41,16 @@ def _components(cls) -> tuple:
 def _train_step(name: str, cls, comp: str) -> str:
     """Tune ``comp`` this way and the other components the opposite way (frozen around a type that
     trains, full around one that does not), one step, finish."""
+    try:
+        cls().check(f"stages.kit.tune.{comp}", comp, None)
+    except ConfigError as exc:
+        return f"refused here: {exc}"  # e.g. qlora without CUDA: a clear refusal is the contract
     tunes = {c: "frozen" if cls.trains else "full" for c in KIT_COMPONENTS}
     tunes[comp] = name
-    stage = StageConfig(name="kit", tune=tunes, **cls.example_stage(comp))
     model, batch, _ = tiny_model_and_batch(model_config())
+    stage = StageConfig(name="kit", tune=tunes, **cls.example_stage(comp, components(model)[comp]))
     plain = set(dict(model.named_parameters()))
-    try:
-        resolved = apply_tuning(model, stage)
-    except ConfigError as exc:
-        if cls.trains:
-            return f"refused here: {exc}"  # e.g. qlora without CUDA: the refusal is the contract
-        raise
+    resolved = apply_tuning(model, stage)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     inside = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(PREFIX[comp] + ".")]
     _trains_as_declared(cls, comp, model, inside)

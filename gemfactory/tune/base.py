@@ -40,9 +40,9 @@ class TuneType:
         return cls.group or cls.name
 
     @classmethod
-    def example_stage(cls, component: str) -> dict:
-        """StageConfig fields beyond ``tune`` that a stage tuning ``component`` this way needs (the
-        conformance kit builds its stage from them; e.g. partial's ``partial`` section)."""
+    def example_stage(cls, component: str, module: nn.Module) -> dict:
+        """StageConfig fields beyond ``tune`` that a stage tuning ``component`` (``module``) this way
+        needs (the conformance kit builds its stage from them; e.g. partial's ``partial`` section)."""
         return {}
 
     def check(self, where: str, component: str, zero_stage: int | None) -> None:

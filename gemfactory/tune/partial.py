@@ -13,8 +13,10 @@ class Partial(TuneType):
     name = "partial"
 
     @classmethod
-    def example_stage(cls, component: str) -> dict:
-        return {"partial": {component: {"last_n_layers": 1}}}
+    def example_stage(cls, component: str, module: nn.Module) -> dict:
+        if main_layer_stack(module) is not None:
+            return {"partial": {component: {"last_n_layers": 1}}}
+        return {"partial": {component: {"modules": [next(name for name, _ in module.named_parameters())]}}}
 
     def apply(self, model, parts, stage) -> None:
         for comp, module in parts.items():

@@ -21,6 +21,7 @@ class NormOnly(TuneType):
     """Train the normalisation layers (LayerNorm, RMSNorm, ...) of the component, nothing else."""
 
     name = "norm_only"
+    applies_to = ("llm", "vision", "ecg")  # connectors are mostly plain linear layers
 
     def apply(self, model, parts, stage) -> None:
         for comp, module in parts.items():

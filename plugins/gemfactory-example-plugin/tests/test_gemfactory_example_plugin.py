@@ -86,11 +86,17 @@ def test_norm_only_stage_trains_just_the_norms_of_its_component():
     assert trained and all(n.startswith("language_model.") and "norm" in n for n in trained), trained
 
 
-def test_norm_only_refuses_a_component_without_norms():
+def test_norm_only_refuses_connectors_and_a_component_without_norms():
     from gemfactory.config import StageConfig
     from gemfactory.testing.train_step import model_config, tiny_model_and_batch
     from gemfactory.train.tuning import apply_tuning
 
     model, _, _ = tiny_model_and_batch(model_config())
-    with pytest.raises(ConfigError, match=r"stages\.s\.tune\.connectors: norm_only found no normalisation layer"):
+    with pytest.raises(ConfigError, match=r"stages\.s\.tune\.connectors: norm_only is for llm, vision, ecg only"):
         apply_tuning(model, StageConfig(name="s", tune={"connectors": "norm_only"}))
+    for block in model.ecg_encoder.modules():
+        for name, child in list(block.named_children()):
+            if type(child).__name__.endswith("Norm"):
+                setattr(block, name, torch.nn.Identity())
+    with pytest.raises(ConfigError, match=r"stages\.s\.tune\.ecg: norm_only found no normalisation layer"):
+        apply_tuning(model, StageConfig(name="s", tune={"ecg": "norm_only"}))
