@@ -90,7 +90,8 @@ class Registry:
         index = self.index()
         for module in index.modules:
             importlib.import_module(module)
-        from_package = {n for n, e in self._builtins.items() if getattr(e.obj, "__module__", "") in index.modules}
+        modules = set(index.modules)
+        from_package = {n for n, e in self._builtins.items() if getattr(e.obj, "__module__", "") in modules}
         unread = sorted((from_package - set(index.exact)) | (set(index.exact) - set(self._builtins)))
         if unread:  # every registration must be the decorator the index reads, or list would differ
             raise GemError(
@@ -159,8 +160,25 @@ class Registry:
                 return self._builtins[name]
         self._raise_unknown(name)
 
-    def _raise_unknown(self, name: str):
-        known = self.names()
+    def check_name(self, name: str) -> None:
+        """Raise UnknownComponent (with suggestions) when no lookup could find ``name``, importing
+        nothing: the index's built-ins and name patterns, and the plugins' entry-point names
+        (whether those load, or clash, shows on lookup). Recipes are checked with it on load."""
+        from importlib_metadata import entry_points
+
+        plugins = {(ep.dist.name if ep.dist is not None else "", ep.name) for ep in entry_points(group=self.group)}
+        builtins = set(self.index().exact) | set(self._builtins)
+        dist, _, short = name.rpartition(":")
+        if dist in ("", BUILTIN) and (short in builtins or any(re.fullmatch(regex, short)
+                                                                 for regex, _ in self.index().patterns)):
+            return
+        if any(n == short and dist in ("", d) for d, n in plugins):
+            return
+        shown = [listed.name for _, listed in self.index().patterns]
+        self._raise_unknown(name, sorted(builtins | set(shown) | {n for _, n in plugins}))
+
+    def _raise_unknown(self, name: str, known: list[str] | None = None):
+        known = self.names() if known is None else known
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownComponent(

@@ -183,3 +183,27 @@ def test_a_registration_the_index_cannot_read_is_refused_on_load(tmp_path, monke
     with pytest.raises(GemError, match=r"fake 'sneaky': registered in gemfactory/fakekind/ other than by a "
                                        r"top-level @REGISTRY\.register\(\"literal name\"\) decorator"):
         fakes.names()
+
+
+def test_recipe_names_are_checked_without_importing_the_components():
+    """Loading a recipe checks its tune types by name from the index and the entry points: no torch
+    import, and the same verdict a lookup gives."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gemfactory.config import load_recipe; load_recipe('recipes/tiny-gem.yaml'); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    from gemfactory.registry import CONNECTORS, TUNE_TYPES
+
+    for reg, name in ((TUNE_TYPES, "full"), (TUNE_TYPES, "gemfactory:lora"), (CONNECTORS, "mlp3x_gelu"),
+                      (TUNE_TYPES, "ful"), (TUNE_TYPES, "nobody:full"), (CONNECTORS, "mlpx_gelu")):
+        try:
+            reg.check_name(name)
+            by_name = True
+        except UnknownComponent:
+            by_name = False
+        assert by_name == (name in reg), name

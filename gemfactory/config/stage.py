@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from ..errors import GemError
+from ..errors import UnknownComponent
 from ..registry import TUNE_TYPES
 from .fields import help_field
 
@@ -31,8 +31,8 @@ class TuneConfig(Mapping):
         out = []
         for comp, name in self.given().items():
             try:
-                TUNE_TYPES.entry(name)
-            except GemError as exc:  # unknown (with suggestions), ambiguous or a broken plugin
+                TUNE_TYPES.check_name(name)  # imports nothing; a broken or ambiguous plugin shows on use
+            except UnknownComponent as exc:
                 out.append((comp, str(exc)))
         return out
 

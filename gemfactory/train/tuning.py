@@ -80,17 +80,18 @@ def finish_stage(model, tunes: dict[str, str]):
 
 
 def _by_type(types: dict[str, TuneType]) -> list[tuple[TuneType, list[str]]]:
-    out: dict[str, tuple[TuneType, list[str]]] = {}
-    for comp, kind in types.items():
-        out.setdefault(kind.name, (kind, []))[1].append(comp)
-    return list(out.values())
+    return _grouped(types, lambda kind: kind.name)
 
 
 def _by_group(types: dict[str, TuneType]) -> list[tuple[TuneType, list[str]]]:
-    """(the group's first type, its components) per group, in component order."""
+    return _grouped(types, lambda kind: kind.group_name())
+
+
+def _grouped(types: dict[str, TuneType], key) -> list[tuple[TuneType, list[str]]]:
+    """(the first type with that key, its components) per key, in component order."""
     out: dict[str, tuple[TuneType, list[str]]] = {}
     for comp, kind in types.items():
-        out.setdefault(kind.group_name(), (kind, []))[1].append(comp)
+        out.setdefault(key(kind), (kind, []))[1].append(comp)
     return list(out.values())
 
 
